@@ -1,0 +1,208 @@
+"""The ``perfaudit`` command line. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from perfaudit import exitcodes
+from perfaudit.refservice import switches as sw
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=(
+        "perfaudit: load, profile and compare Python services.\n\n"
+        "Exit codes: 0 ok; 1 a threshold failed or a regression was found; "
+        "2 usage or configuration error; 3 the run is invalid (generator saturated, "
+        "a process crashed); 130 interrupted."
+    ),
+)
+console = Console()
+err = Console(stderr=True)
+
+VariantOpt = Annotated[
+    str, typer.Option("--variant", help="phase3 (the review's findings) or optimized (all fixes)")
+]
+WithOpt = Annotated[
+    list[str] | None,
+    typer.Option("--with", help="turn on one optimization switch (repeatable)"),
+]
+WithoutOpt = Annotated[
+    list[str] | None,
+    typer.Option("--without", help="turn off one optimization switch (repeatable)"),
+]
+
+
+def fail(code: int, message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def resolve_switches(
+    variant: str, with_: list[str] | None, without: list[str] | None
+) -> frozenset[str]:
+    try:
+        return sw.resolve(variant, with_ or (), without or ())
+    except sw.UnknownSwitchError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command("switches")
+def list_switches() -> None:
+    """List the optimization switches of the reference service."""
+    table = Table("switch", "Phase 3 finding", "phase3 does", "the switch changes it to")
+    for s in sw.CATALOG:
+        table.add_row(s.name, s.finding, s.phase3, s.optimized)
+    console.print(table)
+
+
+@app.command()
+def serve(
+    variant: VariantOpt = "optimized",
+    with_: WithOpt = None,
+    without: WithoutOpt = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="use this Redis instead of starting a private one")
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where logs and state go (default .perfaudit/serve-<time>)")
+    ] = None,
+    realistic: Annotated[
+        bool,
+        typer.Option(
+            "--realistic/--fast",
+            help="stand-in latencies like the real APIs (default) or near zero",
+        ),
+    ] = True,
+) -> None:
+    """Start the whole stack (Redis, stand-ins, service, worker) until Ctrl-C."""
+    from perfaudit.stack.process import ProcessStartError
+    from perfaudit.stack.redis_server import RedisNotFoundError
+    from perfaudit.stack.stack import FAST_STANDINS, Stack, StackOptions
+
+    switches = resolve_switches(variant, with_, without)
+    run_dir = run_dir or Path(".perfaudit") / f"serve-{datetime.now():%Y%m%d-%H%M%S}"
+    options = StackOptions(
+        run_dir=run_dir,
+        switches=switches,
+        redis_url=redis_url,
+        standin_config=None if realistic else FAST_STANDINS,
+    )
+    stack = Stack(options)
+    _sigterm_as_interrupt()
+    try:
+        with console.status("starting Redis, stand-ins, service and worker..."):
+            info = stack.start()
+    except KeyboardInterrupt:
+        stack.stop()
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
+        raise fail(exitcodes.INVALID, str(exc)) from None
+    try:
+        _print_stack(info, variant)
+        while True:
+            dead = stack.dead()
+            if dead:
+                names = ", ".join(f"{p.name} (log {p.log_path})" for p in dead)
+                raise fail(exitcodes.INVALID, f"stopped because a process exited: {names}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        console.print("\nstopping...")
+        raise typer.Exit(exitcodes.OK) from None
+    finally:
+        stack.stop()
+
+
+@app.command()
+def smoke(
+    variant: VariantOpt = "optimized",
+    with_: WithOpt = None,
+    without: WithoutOpt = None,
+    run_dir: Annotated[Path | None, typer.Option(help="where logs go")] = None,
+) -> None:
+    """Run one update of each kind through the whole stack and show each reply's latency."""
+    from perfaudit.smoke import run_smoke
+    from perfaudit.stack.process import ProcessStartError
+    from perfaudit.stack.redis_server import RedisNotFoundError
+
+    switches = resolve_switches(variant, with_, without)
+    run_dir = run_dir or Path(".perfaudit") / f"smoke-{datetime.now():%Y%m%d-%H%M%S}"
+    _sigterm_as_interrupt()
+    try:
+        with console.status(f"smoke flow on variant {variant}..."):
+            results = run_smoke(run_dir, switches)
+    except KeyboardInterrupt:
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    except (ProcessStartError, RedisNotFoundError, OSError) as exc:
+        raise fail(exitcodes.INVALID, str(exc)) from None
+    table = Table(
+        "step", "webhook", "ack ms", "reply", "reply after ms", title=f"smoke — {variant}"
+    )
+    for r in results:
+        table.add_row(
+            r.name,
+            str(r.ack_status),
+            f"{r.ack_ms:.1f}",
+            r.reply_route,
+            f"{r.reply_ms:.0f}" if r.reply_ms is not None else "[red]no reply[/]",
+        )
+    console.print(table)
+    console.print(f"logs: {run_dir}/logs")
+    if not all(r.ok for r in results):
+        raise fail(exitcodes.FAILED, "some steps got no reply; see the logs above")
+
+
+def _print_stack(info: object, variant: str) -> None:
+    from perfaudit.stack.stack import StackInfo
+
+    assert isinstance(info, StackInfo)
+    table = Table(title=f"perfaudit stack — variant {variant}", show_header=False)
+    table.add_row("service", info.service_url)
+    table.add_row("redis", info.redis_url)
+    table.add_row("Telegram stand-in", info.telegram_url)
+    table.add_row("cursor-runner stand-in", info.cursor_runner_url)
+    table.add_row("ElevenLabs stand-in", info.elevenlabs_url)
+    table.add_row("stand-in control", f"{info.standin_control_url}/_standin/stats")
+    table.add_row("switches on", ", ".join(info.switches) or "(none)")
+    s = info.secrets
+    table.add_row("WEBHOOK_SECRET", s.webhook_secret)
+    table.add_row("TELEGRAM_WEBHOOK_SECRET", s.telegram_webhook_secret)
+    table.add_row("TELEGRAM_BOT_TOKEN", s.telegram_bot_token)
+    table.add_row("ELEVENLABS_API_KEY", s.elevenlabs_api_key)
+    for name, path in info.logs.items():
+        table.add_row(f"log: {name}", path)
+    console.print(table)
+    console.print(
+        "try: curl -s -X POST "
+        f"-H 'X-Telegram-Bot-Api-Secret-Token: {s.telegram_webhook_secret}' "
+        "-H 'Content-Type: application/json' "
+        '-d \'{"update_id":1,"message":{"message_id":1,"chat":{"id":42},"text":"/status"}}\' '
+        f"{info.service_url}/telegram/webhook",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print("Ctrl-C stops everything.")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The background worker (Sidekiq's role): ``python -m perfaudit.refservice.worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from arq import Retry
+from arq.worker import Worker
+
+from perfaudit.refservice import logsetup, system_settings
+from perfaudit.refservice.callback import process_callback
+from perfaudit.refservice.config import Settings
+from perfaudit.refservice.errors import RetryLater
+from perfaudit.refservice.handler import Attempt, handle_update
+from perfaudit.refservice.jobqueue import KEEP_RESULT_S, WORKER_READY_LINE, redis_settings
+from perfaudit.refservice.services import Services
+
+log = logging.getLogger("refservice.worker")
+MAX_CONCURRENT_JOBS = 10  # Sidekiq production concurrency (spec §2.1)
+# arq polls its queue (Sidekiq blocks on BRPOP); its 0.5 s default would add up to half a
+# second of queue wait to every job, in both variants alike.
+POLL_DELAY_S = 0.02
+
+
+def backoff(settings: Settings, attempt: int) -> float:
+    delays = settings.job_retry_delays or (2.0,)
+    return min(delays[min(attempt - 1, len(delays) - 1)], 30.0)
+
+
+async def process_update(ctx: dict[str, Any], update: dict[str, Any]) -> str:
+    services: Services = ctx["services"]
+    attempt = Attempt(ctx["job_try"], services.settings.job_max_tries)
+    try:
+        return await handle_update(services, update, attempt)
+    except RetryLater as exc:
+        raise Retry(defer=backoff(services.settings, attempt.number)) from exc
+
+
+async def deliver_callback(
+    ctx: dict[str, Any], payload: dict[str, Any], pending: dict[str, Any]
+) -> str:
+    await process_callback(ctx["services"], payload, pending)
+    return "delivered"
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    system_settings.initialise(settings.shared_db_path)
+    services = Services.build(settings)
+    if settings.on("redis-pool"):
+        services.redis._shared = ctx["redis"]  # the worker's own pool serves the store too
+    ctx["services"] = services
+    print(WORKER_READY_LINE, flush=True)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    services: Services | None = ctx.get("services")
+    if services is not None:
+        if services.settings.on("redis-pool"):
+            services.redis._shared = None  # arq closes its own pool
+        await services.aclose()
+
+
+def build_worker(settings: Settings) -> Worker:
+    return Worker(
+        functions=[process_update, deliver_callback],
+        redis_settings=redis_settings(settings, retries=5),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        max_jobs=MAX_CONCURRENT_JOBS,
+        poll_delay=POLL_DELAY_S,
+        max_tries=settings.job_max_tries,
+        keep_result=KEEP_RESULT_S,
+        job_timeout=settings.cursor_runner_timeout + 60,
+        ctx={"settings": settings},
+        handle_signals=True,
+    )
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logsetup.configure(settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    build_worker(settings).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Shared fixtures: whole stacks of real processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from perfaudit.refservice import switches as sw
+from perfaudit.stack.client import StackClient
+from perfaudit.stack.stack import FAST_STANDINS, Stack, StackInfo, StackOptions
+
+# Retries back off quickly in tests; behaviour is the same as with the 2/4/8 s defaults.
+FAST_RETRIES = {"JOB_RETRY_DELAYS": "0.1,0.1,0.1"}
+
+
+@pytest.fixture(scope="session", params=sorted(sw.VARIANTS))
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StackInfo]:
+    """The whole stack, once per variant: every functional test runs on both."""
+    variant = request.param
+    run_dir = tmp_path_factory.mktemp(f"stack-{variant}")
+    options = StackOptions(
+        run_dir=run_dir,
+        switches=sw.VARIANTS[variant],
+        standin_config=FAST_STANDINS,
+        service_env=FAST_RETRIES,
+    )
+    with Stack(options) as info:
+        yield info
+
+
+@pytest.fixture
+def client(stack: StackInfo) -> Iterator[StackClient]:
+    with StackClient(stack) as c:
+        # Each test starts from the fast defaults, whatever an earlier test configured.
+        c.configure(FAST_STANDINS)
+        yield c
+        c.configure({"routes": {"*": {"error_rate": 0, "timeout_rate": 0}}})
+
+
+def run_dir_of(stack: StackInfo) -> Path:
+    return Path(stack.run_dir)
