@@ -11,8 +11,9 @@ from perfaudit.refservice import switches as sw
 from perfaudit.stack.client import StackClient
 from perfaudit.stack.stack import FAST_STANDINS, Stack, StackInfo, StackOptions
 
-# Retries back off quickly in tests; behaviour is the same as with the 2/4/8 s defaults.
-FAST_RETRIES = {"JOB_RETRY_DELAYS": "0.1,0.1,0.1"}
+# Retries back off quickly and cursor-runner calls time out after 0.5 s in tests; behaviour
+# is the same as with the 2/4/8 s and 300 s defaults.
+FAST_RETRIES = {"JOB_RETRY_DELAYS": "0.1,0.1,0.1", "CURSOR_RUNNER_TIMEOUT": "0.5"}
 
 
 @pytest.fixture(scope="session", params=sorted(sw.VARIANTS))

@@ -309,3 +309,61 @@ def test_agent_tools(client: StackClient, stack: StackInfo) -> None:
 def test_unknown_route_is_json_404(client: StackClient, stack: StackInfo) -> None:
     r = client.http.get(f"{stack.service_url}/nope")
     assert r.status_code == 404 and r.json()["result"] == {"error": "Not Found"}
+
+
+def test_upstream_timeout_retries_and_replies_once(client: StackClient) -> None:
+    chat = new_chat()
+    prompt = f"cursor-runner hangs {chat}"
+    client.configure({"routes": {"cursor.iterateAsync": {"timeout_rate": 1.0, "timeout_ms": 3000}}})
+    assert client.post_update(text_update(prompt, chat_id=chat)).status_code == 200
+    errors = client.wait_for(
+        "telegram.sendMessage",
+        lambda c: to_chat(chat)(c) and "timed out" in c["json"].get("text", ""),
+        timeout=30,
+    )
+    assert errors and errors[0]["json"]["text"].startswith("❌ Error: Failed to execute cursor")
+    # The stand-in records a hung call when it finally answers, after the client gave up
+    # (and after the last attempt removed the pending state, so its late callbacks are moot).
+    attempts = client.wait_for(
+        "cursor.iterateAsync", lambda c: c["json"].get("prompt") == prompt, count=4, timeout=8
+    )
+    assert len(attempts) == 4
+    sent = [c for c in client.calls("telegram.sendMessage") if to_chat(chat)(c)]
+    assert texts(sent) == [errors[0]["json"]["text"]]
+
+
+def test_transcription_failure_retries_then_tells_the_user_once(client: StackClient) -> None:
+    chat = new_chat()
+    client.configure({"routes": {"elevenlabs.stt": {"error_rate": 1.0, "error_status": 503}}})
+    update = voice_update(chat_id=chat)
+    assert client.post_update(update).status_code == 200
+    errors = client.wait_for(
+        "telegram.sendMessage",
+        lambda c: to_chat(chat)(c) and "Error transcribing audio" in c["json"].get("text", ""),
+    )
+    assert errors
+    time.sleep(0.5)
+    sent = [c for c in client.calls("telegram.sendMessage") if to_chat(chat)(c)]
+    assert texts(sent) == [fmt.TRANSCRIBING_ACK, errors[0]["json"]["text"]]
+    file_id = update["message"]["voice"]["file_id"]
+    downloads = [c for c in client.calls("telegram.getFile") if c["json"].get("file_id") == file_id]
+    assert len(downloads) == 4  # every attempt downloads again; none leaves its file behind
+    assert list((Path(client.info.run_dir) / "tmp").iterdir()) == []
+    assert not [c for c in client.calls("cursor.iterateAsync") if to_chat(chat)(c)]
+
+
+def test_empty_transcript_is_not_retried(client: StackClient) -> None:
+    chat = new_chat()
+    client.configure({"transcript": ""})
+    update = voice_update(chat_id=chat)
+    assert client.post_update(update).status_code == 200
+    replies = client.wait_for(
+        "telegram.sendMessage",
+        lambda c: to_chat(chat)(c) and c["json"].get("text") == fmt.TRANSCRIBE_EMPTY,
+    )
+    assert replies
+    file_id = update["message"]["voice"]["file_id"]
+    assert (
+        len([c for c in client.calls("telegram.getFile") if c["json"].get("file_id") == file_id])
+        == 1
+    )
