@@ -334,6 +334,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/cursor-runner/git/repositories", repos, methods=["GET"]),
         Route("/agent-tools", agent_tools, methods=["POST"]),
     ]
+    # perfaudit instrumentation, only with PERFAUDIT_INSTRUMENT=1 (otherwise a no-op):
+    # an event-loop lag probe over the lifespan, read at GET /__perfaudit/loop.
+    from perfaudit.refservice import instrument
+
+    probe = instrument.from_env()
+    routes += instrument.routes(probe)
+    lifespan = instrument.wrap_lifespan(lifespan, probe)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
