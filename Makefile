@@ -16,7 +16,7 @@ setup: $(STAMP)
 
 ## run: set up, then run the main job
 run: setup
-	$(BIN)/perfaudit smoke
+	$(BIN)/perfaudit run
 
 serve: setup
 	$(BIN)/perfaudit serve

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from perfaudit import exitcodes
 from perfaudit.refservice import switches as sw
+from perfaudit.scenario.commands import scenarios_app
 
 app = typer.Typer(
     add_completion=False,
@@ -26,8 +27,10 @@ app = typer.Typer(
         "a process crashed); 130 interrupted."
     ),
 )
-console = Console()
-err = Console(stderr=True)
+app.add_typer(scenarios_app, name="scenarios", help="List and validate scenario files.")
+# Tables are wide; when output is not a terminal (CI logs, pipes) do not squeeze them to 80.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 VariantOpt = Annotated[
     str, typer.Option("--variant", help="phase3 (the review's findings) or optimized (all fixes)")
@@ -166,6 +169,120 @@ def smoke(
     console.print(f"logs: {run_dir}/logs")
     if not all(r.ok for r in results):
         raise fail(exitcodes.FAILED, "some steps got no reply; see the logs above")
+
+
+@app.command()
+def run(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="scenario files or folders (default: the scenarios/ folder)"),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", "-s", help="run only this scenario (repeatable)"),
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="override the reference targets' variant")
+    ] = None,
+    with_: WithOpt = None,
+    without: WithoutOpt = None,
+    duration: Annotated[
+        float | None, typer.Option(help="override every scenario's duration (seconds)")
+    ] = None,
+    warmup: Annotated[
+        float | None, typer.Option(help="override every scenario's warm-up (seconds)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="where run folders go")] = Path("reports"),
+    redis_url: Annotated[
+        str | None, typer.Option(help="use this Redis instead of starting a private one")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the run summary as JSON on stdout")
+    ] = False,
+) -> None:
+    """Drive each scenario's target with load and measure it; write reports/<run-id>/."""
+    import json as json_mod
+
+    from perfaudit.run.display import LiveDisplay, QuietEvents, explain, final_table
+    from perfaudit.run.runner import RunOptions, run_scenarios
+    from perfaudit.scenario import ScenarioError, load_scenarios
+    from perfaudit.stack.process import ProcessStartError
+    from perfaudit.stack.redis_server import RedisNotFoundError
+
+    if variant is not None:
+        resolve_switches(variant, with_, without)
+    elif with_ or without:
+        resolve_switches("phase3", with_, without)
+    if (duration is not None and duration <= 0) or (warmup is not None and warmup < 0):
+        raise fail(exitcodes.USAGE, "--duration must be > 0 and --warmup >= 0")
+    try:
+        scenarios = load_scenarios(paths or None)
+    except ScenarioError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
+    if only:
+        known = {s.name for s in scenarios}
+        missing = [n for n in only if n not in known]
+        if missing:
+            raise fail(
+                exitcodes.USAGE,
+                f"--scenario {', '.join(missing)}: no such scenario (known: {', '.join(sorted(known))})",
+            )
+        scenarios = [s for s in scenarios if s.name in only]
+    if not scenarios:
+        raise fail(exitcodes.USAGE, "no scenarios to run")
+    options = RunOptions(
+        out_dir=out, duration_s=duration, warmup_s=warmup, variant=variant,
+        with_=tuple(with_ or ()), without=tuple(without or ()), redis_url=redis_url,
+    )  # fmt: skip
+    from perfaudit.results import RunRecord
+
+    record = RunRecord.start(sys.argv)
+    _sigterm_as_interrupt()
+    show = err if as_json else console
+    try:
+        if as_json:
+            run_scenarios(scenarios, options, QuietEvents(), sys.argv, record)
+        else:
+            with LiveDisplay(console) as live:
+                run_scenarios(scenarios, options, live, sys.argv, record)
+    except KeyboardInterrupt:
+        show.print(
+            f"interrupted; {len(record.scenarios)} finished scenario(s) kept in "
+            f"{out / record.run_id}", highlight=False,
+        )  # fmt: skip
+        raise typer.Exit(exitcodes.INTERRUPTED) from None
+    except ScenarioError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
+    except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
+        raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
+    entries = record.scenarios
+    code = _exit_code(entries)
+    if as_json:
+        summary = {
+            "run_id": record.run_id,
+            "results": str(out / record.run_id / "results.json"),
+            "exit_code": code,
+            "scenarios": [
+                {k: e[k] for k in ("name", "kind", "verdict", "summary", "checks", "validity")}
+                | {"target": e["target"]["label"]}
+                for e in entries
+            ],
+        }
+        print(json_mod.dumps(summary, indent=2, default=str))
+    else:
+        console.print(final_table(entries, f"run {record.run_id}"))
+        explain(entries, console)
+        console.print(f"results: {out / record.run_id / 'results.json'}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _exit_code(entries: list[dict[str, object]]) -> int:
+    verdicts = {e["verdict"] for e in entries}
+    if "invalid" in verdicts:
+        return exitcodes.INVALID
+    if "fail" in verdicts:
+        return exitcodes.FAILED
+    return exitcodes.OK
 
 
 def _print_stack(info: object, variant: str) -> None:

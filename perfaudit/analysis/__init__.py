@@ -1,0 +1,1 @@
+"""Reading results: thresholds, validity, comparisons. Never measures anything."""

@@ -1,0 +1,1 @@
+"""``perfaudit run``: scenarios → targets started → load + metrics → the run record."""

@@ -1,0 +1,269 @@
+"""Run scenarios: start each target once, drive each scenario, collect, record.
+
+The run record is written (atomically) after every scenario, so an interrupted run keeps
+what it finished. Only this side measures; the summary it stores is what analysis reads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from perfaudit.analysis.thresholds import evaluate
+from perfaudit.collect.derive import per_request
+from perfaudit.collect.window import MetricsWindow, collectors_for
+from perfaudit.load import LoadResult, is_valid
+from perfaudit.load.histogram import LatencyHistogram
+from perfaudit.results import RESULTS_FILE, RunRecord, utc_now, write_atomic
+from perfaudit.run.kinds import RUNNERS, with_overrides
+from perfaudit.run.targets import TargetSession, start_target, target_key
+from perfaudit.scenario import Scenario
+from perfaudit.stack.client import StackClient
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: Path = Path("reports")
+    duration_s: float | None = None
+    warmup_s: float | None = None
+    variant: str | None = None  # overrides the reference targets' variant
+    with_: tuple[str, ...] = ()
+    without: tuple[str, ...] = ()
+    redis_url: str | None = None
+
+
+class RunEvents(Protocol):
+    def scenario_started(self, scenario: Scenario, index: int, total: int) -> None: ...
+    def progress(self, item: Any) -> None: ...
+    def scenario_finished(self, entry: dict[str, Any]) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+def apply_target_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
+    if not scenario.target.is_reference:
+        return scenario
+    if options.variant is None and not options.with_ and not options.without:
+        return scenario
+    target = scenario.target
+    if options.variant is not None:
+        target = replace(target, variant=options.variant, with_=(), without=())
+    target = replace(
+        target,
+        with_=tuple(dict.fromkeys((*target.with_, *options.with_))),
+        without=tuple(dict.fromkeys((*target.without, *options.without))),
+    )
+    return replace(scenario, target=target)
+
+
+def run_scenarios(
+    scenarios: list[Scenario],
+    options: RunOptions,
+    events: RunEvents,
+    command: list[str],
+    record: RunRecord | None = None,
+) -> RunRecord:
+    record = record or RunRecord.start(command)
+    run_dir = options.out_dir / record.run_id
+    results_path = run_dir / RESULTS_FILE
+    prepared = [
+        with_overrides(apply_target_overrides(s, options), options.duration_s, options.warmup_s)
+        for s in scenarios
+    ]
+    # Scenarios that share a target share one started target; first-seen order is kept.
+    groups: dict[tuple[Any, ...], list[Scenario]] = {}
+    for s in prepared:
+        groups.setdefault(target_key(s.target), []).append(s)
+    ordered = [s for group in groups.values() for s in group]
+    write_atomic(results_path, record)
+    try:
+        index = 0
+        for n, group in enumerate(groups.values()):
+            events.note(f"starting {group[0].target.label()} ...")
+            session = start_target(
+                group[0].target, run_dir / f"target-{n}", redis_url=options.redis_url
+            )
+            try:
+                for scenario in group:
+                    index += 1
+                    events.scenario_started(scenario, index, len(ordered))
+                    entry = run_one(scenario, session, events)
+                    record.scenarios.append(entry)
+                    write_atomic(results_path, record)
+                    events.scenario_finished(entry)
+            finally:
+                session.close()
+        record.status = "complete"
+    except KeyboardInterrupt:
+        record.status = "interrupted"
+        raise
+    except BaseException:
+        record.status = "failed"
+        raise
+    finally:
+        record.finished_at = utc_now()
+        write_atomic(results_path, record)
+    return record
+
+
+def _configure_standins(scenario: Scenario, session: TargetSession) -> None:
+    if session.stack is None:
+        return
+    with StackClient(session.stack) as client:
+        if session.default_standins is not None:
+            client.configure(session.default_standins)
+        if scenario.standins:
+            client.configure(dict(scenario.standins))
+        client.reset()
+
+
+def run_one(scenario: Scenario, session: TargetSession, events: RunEvents) -> dict[str, Any]:
+    _configure_standins(scenario, session)
+    collectors = collectors_for(
+        pids=session.pids,
+        redis_url=session.redis_url,
+        standin_control_url=session.standin_control_url,
+        service_url=session.base_url if session.instrumented else None,
+        instrumented=session.instrumented,
+    )
+    window = MetricsWindow(collectors)
+    state: dict[str, Any] = {"started": False, "result": None}
+    lock = threading.Lock()
+
+    def start_window() -> None:
+        with lock:
+            if not state["started"]:
+                state["started"] = True
+                window.start()
+
+    def stop_window() -> None:
+        start_window()  # a run shorter than its warm-up still gets a (short) window
+        with lock:
+            if state["result"] is None:
+                state["result"] = window.stop()
+
+    # Server metrics cover the steady window: they start when the warm-up ends.
+    timer = threading.Timer(scenario.warmup_s, start_window)
+    timer.daemon = True
+    progress = _ProgressPump(events)
+    started_at = utc_now()
+    timer.start()
+    try:
+        load, extras = RUNNERS[scenario.kind](scenario, session, progress.queue, stop_window)
+    finally:
+        timer.cancel()
+        stop_window()
+        progress.close()
+    return build_entry(scenario, session, load, extras, state["result"] or {}, started_at)
+
+
+def build_entry(
+    scenario: Scenario,
+    session: TargetSession,
+    load: LoadResult,
+    extras: dict[str, Any],
+    server: dict[str, Any],
+    started_at: str,
+) -> dict[str, Any]:
+    summary = summarize(scenario.kind, load, extras)
+    checks = [c.to_dict() for c in evaluate(scenario.thresholds.to_dict(), summary)]
+    valid, reasons = is_valid(load)
+    reasons = list(reasons)
+    for name, proc in (server.get("process") or {}).get("processes", {}).items():
+        if proc.get("exited"):
+            reasons.append(f"process {name} exited during the run")
+    if extras.get("jobs_unfinished"):
+        reasons.append(f"{extras['jobs_unfinished']} jobs did not finish within the drain time")
+    valid = not reasons
+    failed = [c for c in checks if not c["passed"]]
+    verdict = "invalid" if not valid else ("fail" if failed else "pass")
+    derived = per_request(
+        load.sent,
+        server.get("redis") if "redis" in server else None,  # type: ignore[arg-type]
+        server.get("standins") if "standins" in server else None,  # type: ignore[arg-type]
+    )
+    return {
+        "name": scenario.name,
+        "file": str(scenario.path),
+        "kind": scenario.kind,
+        "description": scenario.description,
+        "target": session.describe(),
+        "scenario": scenario.to_dict(),
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "summary": summary,
+        "load": load.to_dict(),
+        "extras": extras,
+        "server": server,
+        "derived": derived,
+        "checks": checks,
+        "validity": {"valid": valid, "reasons": reasons},
+        "verdict": verdict,
+    }
+
+
+def summarize(kind: str, load: LoadResult, extras: dict[str, Any]) -> dict[str, Any]:
+    """The flat figures thresholds and tables read."""
+    lat = load.latency.summary()
+    errors = load.error_count + load.dropped
+    base = max(1, load.scheduled or load.sent)
+    summary: dict[str, Any] = {
+        "requests": load.sent,
+        "ok": load.ok,
+        "errors": load.error_count,
+        "dropped": load.dropped,
+        "late": load.late,
+        "rps": load.achieved_rps,
+        "target_rps": load.target_rps,
+        "generator_cpu_pct": load.cpu_pct_max,
+        **{f"{k}_ms": lat[k] for k in ("mean", "p50", "p90", "p95", "p99", "p99_9", "max")},
+    }
+    if kind == "job" and extras.get("jobs"):
+        qw = LatencyHistogram.from_dict(extras["queue_wait"]).summary()
+        rt = LatencyHistogram.from_dict(extras["run_time"]).summary()
+        summary.update(
+            queue_wait_p50_ms=qw["p50"], queue_wait_p95_ms=qw["p95"],
+            run_p50_ms=rt["p50"], run_p95_ms=rt["p95"], jobs_per_s=extras["jobs_per_s"],
+        )  # fmt: skip
+        errors += extras.get("jobs_failed", 0) + extras.get("jobs_unfinished", 0)
+    if kind == "flow" and extras.get("messages"):
+        e2e = LatencyHistogram.from_dict(extras["e2e"]).summary()
+        first = LatencyHistogram.from_dict(extras["first_reply"]).summary()
+        summary.update(
+            e2e_p50_ms=e2e["p50"], e2e_p95_ms=e2e["p95"], e2e_p99_ms=e2e["p99"],
+            first_reply_p50_ms=first["p50"],
+        )  # fmt: skip
+        errors += extras.get("unanswered", 0)
+    summary["error_rate"] = errors / base
+    return summary
+
+
+class _ProgressPump:
+    """Carries per-second progress from generator processes to the display thread."""
+
+    def __init__(self, events: RunEvents) -> None:
+        self.queue = mp.get_context("fork").Queue()
+        self._events = events
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        import queue as q
+
+        while not self._stop.is_set():
+            try:
+                item = self.queue.get(timeout=0.2)
+            except q.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+            self._events.progress(item)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.queue.close()
+        self.queue.join_thread()
