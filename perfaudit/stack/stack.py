@@ -148,8 +148,9 @@ class Stack:
                 str(ports["control"]),
                 "--callback-url",
                 f"{service_url}/cursor-runner/callback",
-                "--callback-secret",
-                keys.webhook_secret,
+                # One argument: a secret may start with "-" (token_urlsafe), which argparse
+                # would take for an option.
+                f"--callback-secret={keys.webhook_secret}",
                 "--telegram-token",
                 keys.telegram_bot_token,
                 "--elevenlabs-key",
