@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from perfaudit import exitcodes
+from perfaudit import gate_cli as gate_help
 from perfaudit.refservice import switches as sw
+from perfaudit.report.commands import report as report_command
 from perfaudit.scenario.commands import scenarios_app
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app = typer.Typer(
     ),
 )
 app.add_typer(scenarios_app, name="scenarios", help="List and validate scenario files.")
+app.command("report")(report_command)  # perfaudit/report/commands.py
+gate_help.mount(app)  # baseline save|list|show, compare
 # Tables are wide; when output is not a terminal (CI logs, pipes) do not squeeze them to 80.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -199,10 +203,25 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="print the run summary as JSON on stdout")
     ] = False,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--profile",
+            help="profile each scenario's steady window: py-spy, pyinstrument, memray, with "
+            "options after a colon (py-spy:idle,gil,rate=200); 'none' turns off the scenarios' "
+            "profile: keys. One extra run per profiler (the run takes that much longer)",
+        ),
+    ] = None,
+    baseline: Annotated[str | None, typer.Option(help=gate_help.BASELINE)] = None,
+    repeat: Annotated[int | None, typer.Option(help=gate_help.REPEAT)] = None,
+    junit: Annotated[Path | None, typer.Option(help=gate_help.JUNIT)] = None,
+    summary_md: Annotated[Path | None, typer.Option("--summary", help=gate_help.SUMMARY)] = None,
 ) -> None:
     """Drive each scenario's target with load and measure it; write reports/<run-id>/."""
     import json as json_mod
 
+    from perfaudit.profile import ProfileSpecError, parse_cli
+    from perfaudit.profile.terminal import print_profiles
     from perfaudit.run.display import LiveDisplay, QuietEvents, explain, final_table
     from perfaudit.run.runner import RunOptions, run_scenarios
     from perfaudit.scenario import ScenarioError, load_scenarios
@@ -230,10 +249,19 @@ def run(
         scenarios = [s for s in scenarios if s.name in only]
     if not scenarios:
         raise fail(exitcodes.USAGE, "no scenarios to run")
+    try:
+        profile_specs = parse_cli(profile)
+    except ProfileSpecError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
     options = RunOptions(
         out_dir=out, duration_s=duration, warmup_s=warmup, variant=variant,
         with_=tuple(with_ or ()), without=tuple(without or ()), redis_url=redis_url,
+        profile=profile_specs,
     )  # fmt: skip
+    _profile_preflight(scenarios, options)
+    if baseline or repeat is not None or junit or summary_md:  # the CI gate: perfaudit.gate_cli
+        code = gate_help.gated_run(scenarios, options, baseline, repeat, junit, summary_md, as_json)
+        raise typer.Exit(code)
     from perfaudit.results import RunRecord
 
     record = RunRecord.start(sys.argv)
@@ -257,14 +285,17 @@ def run(
         raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
     entries = record.scenarios
     code = _exit_code(entries)
+    report_paths = _render_report(out / record.run_id, show)
     if as_json:
         summary = {
             "run_id": record.run_id,
             "results": str(out / record.run_id / "results.json"),
+            "report": report_paths,
             "exit_code": code,
             "scenarios": [
                 {k: e[k] for k in ("name", "kind", "verdict", "summary", "checks", "validity")}
                 | {"target": e["target"]["label"]}
+                | {k: e[k] for k in ("profiles", "overhead") if k in e}
                 for e in entries
             ],
         }
@@ -272,8 +303,38 @@ def run(
     else:
         console.print(final_table(entries, f"run {record.run_id}"))
         explain(entries, console)
+        print_profiles(entries, console)
         console.print(f"results: {out / record.run_id / 'results.json'}", highlight=False)
+        for path in report_paths:
+            console.print(f"report: {path}", highlight=False)
     raise typer.Exit(code)
+
+
+def _render_report(run_dir: Path, show: Console) -> list[str]:
+    """index.html and report.md beside the results; a report failure never fails the run."""
+    from perfaudit.report.render import render
+
+    try:
+        written = render(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the measurements are safe in results.json
+        show.print(f"warning: the report could not be rendered: {exc}", highlight=False)
+        return []
+    return [str(written.html), str(written.markdown)]
+
+
+def _profile_preflight(scenarios: list[object], options: object) -> None:
+    """Say before the run what the chosen profilers miss; those are skipped, the run goes on."""
+    from perfaudit.profile import check, union
+    from perfaudit.run.runner import profile_specs
+
+    specs = union(profile_specs(s, options) for s in scenarios)  # type: ignore[arg-type]
+    for found in check(specs).values():
+        for p in found:
+            skip = " (skipped)" if p.blocking else ""
+            err.print(
+                f"[yellow]warning:[/] {p.profiler}{skip}: {p.message}. Fix: {p.fix}",
+                highlight=False,
+            )
 
 
 def _exit_code(entries: list[dict[str, object]]) -> int:

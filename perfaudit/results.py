@@ -143,6 +143,7 @@ def write_atomic(path: Path, record: RunRecord) -> None:
             json.dump(record.to_dict(), f, indent=1, default=str)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a results file is meant to be read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

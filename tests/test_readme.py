@@ -10,7 +10,12 @@ import pytest
 from perfaudit.scenario import load_scenario
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-YAML_BLOCKS = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+# Scenario examples (other YAML, such as a CI workflow, is not a scenario).
+YAML_BLOCKS = [
+    block
+    for block in re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+    if block.startswith("name:") and re.search(r"^load:", block, re.M)
+]
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -20,6 +20,7 @@ class Switch:
     finding: str  # the Phase 3 finding it answers (spec section or task id)
     phase3: str  # what the phase3 code does
     optimized: str  # what the switch changes
+    touches: tuple[str, ...] = ()  # the default scenarios whose path runs the changed code
 
 
 CATALOG: tuple[Switch, ...] = (
@@ -29,12 +30,23 @@ CATALOG: tuple[Switch, ...] = (
         "every request builds its own pending-state store with a new Redis connection, "
         "and the webhook opens a new queue connection per request",
         "one Redis connection pool per process, shared by the state store and the job queue",
+        touches=(
+            "webhook-text",
+            "webhook-voice",
+            "webhook-command",
+            "callback-success",
+            "callback-unknown",
+            "telegram-job",
+            "redis-store",
+            "e2e-flow",
+        ),
     ),
     Switch(
         "atomic-getdel",
         "spec §7.6: callback does GET then DEL (2 round-trips, duplicate callbacks race)",
         "GET the pending request, process it, then DEL it",
         "GETDEL claims the pending request in one atomic round-trip",
+        touches=("callback-success", "callback-unknown", "e2e-flow"),
     ),
     Switch(
         "http-keepalive",
@@ -42,36 +54,51 @@ CATALOG: tuple[Switch, ...] = (
         "a new HTTP client (and TCP connection) for every Telegram, cursor-runner and "
         "ElevenLabs call",
         "one keep-alive HTTP client per upstream per process",
+        touches=(
+            "webhook-text",
+            "webhook-voice",
+            "webhook-command",
+            "callback-success",
+            "admin-webhook-info",
+            "agent-tools",
+            "telegram-job",
+            "e2e-flow",
+        ),
     ),
     Switch(
         "callback-background",
         "PHASE3-033/035, spec §3 timing: the callback awaits Telegram and TTS before it answers",
         "the callback formats and sends the reply (and synthesises speech) before answering 200",
         "the callback claims the state, enqueues the reply as a background job and answers at once",
+        touches=("callback-success", "e2e-flow"),
     ),
     Switch(
         "settings-cache",
         "PHASE3-030/031, spec §7.9: SystemSetting opens SQLite on every lookup",
         "each lookup opens the SQLite file, sets WAL, queries and closes, on the event loop",
         "settings are read once and cached for a few seconds per process",
+        touches=("webhook-text", "webhook-voice", "callback-success", "telegram-job", "e2e-flow"),
     ),
     Switch(
         "stream-audio",
         "PHASE3-032, spec §7.8: whole audio files held in memory, written then read back",
         "downloads buffer the whole file, copy it, write it, then read it back for the upload",
         "downloads and speech output stream to disk in chunks and uploads stream from the file",
+        touches=("webhook-voice",),
     ),
     Switch(
         "text-fastpath",
         "spec §7.13: regexes built per call, escaping in three passes, audio id extracted twice",
         "patterns are compiled inside each call and HTML is escaped with three regex passes",
         "patterns are compiled once and HTML is escaped in a single pass",
+        touches=("webhook-text", "webhook-command", "callback-success", "telegram-job", "e2e-flow"),
     ),
     Switch(
         "lean-logging",
         "spec §7.10: the full update is JSON-serialised into the log twice per message",
         "the whole update is serialised and logged by the webhook and again by the job",
         "the log gets the update id and kind only",
+        touches=("webhook-text", "webhook-voice", "webhook-command", "telegram-job", "e2e-flow"),
     ),
 )
 

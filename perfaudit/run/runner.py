@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from perfaudit.analysis.thresholds import evaluate
+from perfaudit.analysis.thresholds import evaluate_scenario
 from perfaudit.collect.derive import per_request
 from perfaudit.collect.window import MetricsWindow, collectors_for
 from perfaudit.load import LoadResult, is_valid
 from perfaudit.load.histogram import LatencyHistogram
+from perfaudit.profile import ProfileSpec
+from perfaudit.profile import check as profile_preflight
+from perfaudit.profile import union as profile_union
+from perfaudit.profile.runs import WindowHook, profile_scenario
 from perfaudit.results import RESULTS_FILE, RunRecord, utc_now, write_atomic
 from perfaudit.run.kinds import RUNNERS, with_overrides
 from perfaudit.run.targets import TargetSession, start_target, target_key
@@ -33,6 +38,8 @@ class RunOptions:
     with_: tuple[str, ...] = ()
     without: tuple[str, ...] = ()
     redis_url: str | None = None
+    # Profilers for every scenario (--profile); None: each scenario's own ``profile:`` key.
+    profile: tuple[ProfileSpec, ...] | None = None
 
 
 class RunEvents(Protocol):
@@ -40,6 +47,10 @@ class RunEvents(Protocol):
     def progress(self, item: Any) -> None: ...
     def scenario_finished(self, entry: dict[str, Any]) -> None: ...
     def note(self, message: str) -> None: ...
+
+
+def profile_specs(scenario: Scenario, options: RunOptions) -> tuple[ProfileSpec, ...]:
+    return scenario.profile if options.profile is None else options.profile
 
 
 def apply_target_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
@@ -77,6 +88,11 @@ def run_scenarios(
     for s in prepared:
         groups.setdefault(target_key(s.target), []).append(s)
     ordered = [s for group in groups.values() for s in group]
+    # Checked once: a profiler missing here is skipped (recorded per scenario), the run goes on.
+    problems = profile_preflight(profile_union(profile_specs(s, options) for s in prepared))
+    for found in problems.values():
+        for p in found:
+            events.note(f"warning: {p}")
     write_atomic(results_path, record)
     try:
         index = 0
@@ -85,6 +101,7 @@ def run_scenarios(
             session = start_target(
                 group[0].target, run_dir / f"target-{n}", redis_url=options.redis_url
             )
+            done: list[tuple[Scenario, dict[str, Any]]] = []
             try:
                 for scenario in group:
                     index += 1
@@ -93,8 +110,15 @@ def run_scenarios(
                     record.scenarios.append(entry)
                     write_atomic(results_path, record)
                     events.scenario_finished(entry)
+                    done.append((scenario, entry))
+                    _profile(scenario, entry, session, run_dir, options, events, problems)
+                    write_atomic(results_path, record)
             finally:
                 session.close()
+            # Profilers that need the target launched their way, once the shared one is down.
+            for scenario, entry in done:
+                _profile(scenario, entry, None, run_dir, options, events, problems)
+                write_atomic(results_path, record)
         record.status = "complete"
     except KeyboardInterrupt:
         record.status = "interrupted"
@@ -108,6 +132,25 @@ def run_scenarios(
     return record
 
 
+def _profile(
+    scenario: Scenario,
+    entry: dict[str, Any],
+    session: TargetSession | None,
+    run_dir: Path,
+    options: RunOptions,
+    events: RunEvents,
+    problems: Any,
+) -> None:
+    """One more run per profiler (see perfaudit.profile.runs); the entry's own figures and
+    verdict stay those of the unprofiled run."""
+    specs = profile_specs(scenario, options)
+    if specs:
+        profile_scenario(
+            scenario, entry, specs, session, run_dir, run_one=run_one, events=events,
+            problems=problems, redis_url=options.redis_url,
+        )  # fmt: skip
+
+
 def _configure_standins(scenario: Scenario, session: TargetSession) -> None:
     if session.stack is None:
         return
@@ -119,7 +162,13 @@ def _configure_standins(scenario: Scenario, session: TargetSession) -> None:
         client.reset()
 
 
-def run_one(scenario: Scenario, session: TargetSession, events: RunEvents) -> dict[str, Any]:
+def run_one(
+    scenario: Scenario,
+    session: TargetSession,
+    events: RunEvents,
+    hooks: Sequence[WindowHook] = (),
+) -> dict[str, Any]:
+    """One run of ``scenario``; ``hooks`` (profilers) start and stop with the steady window."""
     _configure_standins(scenario, session)
     collectors = collectors_for(
         pids=session.pids,
@@ -137,23 +186,36 @@ def run_one(scenario: Scenario, session: TargetSession, events: RunEvents) -> di
             if not state["started"]:
                 state["started"] = True
                 window.start()
+                for hook in hooks:
+                    if hook.lead_s <= 0:
+                        hook.start()
 
     def stop_window() -> None:
         start_window()  # a run shorter than its warm-up still gets a (short) window
         with lock:
             if state["result"] is None:
                 state["result"] = window.stop()
+                for hook in hooks:
+                    hook.stop()
 
-    # Server metrics cover the steady window: they start when the warm-up ends.
-    timer = threading.Timer(scenario.warmup_s, start_window)
-    timer.daemon = True
+    # Server metrics cover the steady window: they start when the warm-up ends. A profiler
+    # that is slow to attach (lead_s) is started that much earlier, inside the warm-up.
+    timers = [threading.Timer(scenario.warmup_s, start_window)]
+    timers += [
+        threading.Timer(max(0.0, scenario.warmup_s - hook.lead_s), hook.start)
+        for hook in hooks
+        if hook.lead_s > 0
+    ]
     progress = _ProgressPump(events)
     started_at = utc_now()
-    timer.start()
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
     try:
         load, extras = RUNNERS[scenario.kind](scenario, session, progress.queue, stop_window)
     finally:
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
         stop_window()
         progress.close()
     return build_entry(scenario, session, load, extras, state["result"] or {}, started_at)
@@ -168,7 +230,12 @@ def build_entry(
     started_at: str,
 ) -> dict[str, Any]:
     summary = summarize(scenario.kind, load, extras)
-    checks = [c.to_dict() for c in evaluate(scenario.thresholds.to_dict(), summary)]
+    derived = per_request(
+        load.sent,
+        server.get("redis") if "redis" in server else None,  # type: ignore[arg-type]
+        server.get("standins") if "standins" in server else None,  # type: ignore[arg-type]
+    )
+    checks = [c.to_dict() for c in evaluate_scenario(scenario.to_dict(), summary, derived, server)]
     valid, reasons = is_valid(load)
     reasons = list(reasons)
     for name, proc in (server.get("process") or {}).get("processes", {}).items():
@@ -179,11 +246,6 @@ def build_entry(
     valid = not reasons
     failed = [c for c in checks if not c["passed"]]
     verdict = "invalid" if not valid else ("fail" if failed else "pass")
-    derived = per_request(
-        load.sent,
-        server.get("redis") if "redis" in server else None,  # type: ignore[arg-type]
-        server.get("standins") if "standins" in server else None,  # type: ignore[arg-type]
-    )
     return {
         "name": scenario.name,
         "file": str(scenario.path),

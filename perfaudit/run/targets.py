@@ -7,10 +7,11 @@ started by a command of theirs. Both stop again on exit, error and Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -19,6 +20,9 @@ from perfaudit.scenario.model import Target
 from perfaudit.stack.net import http_ok
 from perfaudit.stack.process import ManagedProcess, ProcessStartError
 from perfaudit.stack.stack import Secrets, Stack, StackInfo, StackOptions
+
+if TYPE_CHECKING:
+    from perfaudit.profile.base import Launch
 
 INSTRUMENT_ENV = {"PERFAUDIT_INSTRUMENT": "1"}
 
@@ -70,19 +74,26 @@ def target_key(target: Target) -> tuple[Any, ...]:
     return ("external", target.url, target.start, str(target.cwd))
 
 
-def start_target(target: Target, run_dir: Path, redis_url: str | None = None) -> TargetSession:
+def start_target(
+    target: Target, run_dir: Path, redis_url: str | None = None, launch: Launch | None = None
+) -> TargetSession:
+    """``launch``: how a profiler needs the target started (extra environment, ``memray run``);
+    such a target is started for that profiled run only, never shared."""
     if target.is_reference:
-        return _start_reference(target, run_dir, redis_url)
-    return _start_external(target, run_dir)
+        return _start_reference(target, run_dir, redis_url, launch)
+    return _start_external(target, run_dir, launch)
 
 
-def _start_reference(target: Target, run_dir: Path, redis_url: str | None) -> TargetSession:
+def _start_reference(
+    target: Target, run_dir: Path, redis_url: str | None, launch: Launch | None = None
+) -> TargetSession:
     stack = Stack(
         StackOptions(
             run_dir=run_dir,
             switches=target.switches,
             redis_url=redis_url,
-            service_env=dict(INSTRUMENT_ENV),
+            service_env={**INSTRUMENT_ENV, **(launch.env if launch else {})},
+            python_args=dict(launch.python_args) if launch else {},
         )
     )
     info = stack.start()
@@ -110,17 +121,19 @@ def _start_reference(target: Target, run_dir: Path, redis_url: str | None) -> Ta
     return session
 
 
-def _start_external(target: Target, run_dir: Path) -> TargetSession:
+def _start_external(target: Target, run_dir: Path, launch: Launch | None = None) -> TargetSession:
     assert target.url and target.host and target.port
     session = TargetSession(
         target=target, host=target.host, port=target.port, base_url=target.url, pids={}
     )
     ready_url = f"{target.url.rstrip('/')}{target.ready_path}"
-    if target.start:
+    start = (launch.start if launch else None) or target.start
+    if start:
         proc = ManagedProcess(
             "service",
-            ["/bin/sh", "-c", f"exec {target.start}"],
+            ["/bin/sh", "-c", f"exec {start}"],
             run_dir / "logs" / "service.log",
+            env={**os.environ, **launch.env} if launch and launch.env else None,
             cwd=target.cwd,
             ready=lambda: _answers(ready_url),
         )

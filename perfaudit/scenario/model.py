@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from perfaudit.profile.spec import ProfileSpec
 from perfaudit.refservice import switches as sw
 
 Kind = Literal["http", "job", "redis-store", "flow"]
@@ -191,9 +192,13 @@ class Thresholds:
     queue_wait_p95_ms: float | None = None  # job: enqueued -> started
     run_p95_ms: float | None = None  # job: started -> finished
     min_jobs_per_s: float | None = None  # job: completed jobs per second
+    # Any other recorded metric (perfaudit.analysis.metrics), e.g. per-request costs:
+    # (("redis_commands_per_request", 10.0), ...)
+    extra: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, float]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        named = {k: v for k, v in self.__dict__.items() if k != "extra" and v is not None}
+        return {**named, **dict(self.extra)}
 
     def describe(self) -> str:
         parts = []
@@ -202,8 +207,10 @@ class Thresholds:
                 parts.append(f"err<={v * 100:g}%")
             elif k.startswith("min_"):
                 parts.append(f"{k[4:]}>={v:g}")
-            else:
+            elif k.endswith("_ms"):
                 parts.append(f"{k[:-3]}<{v:g}ms")
+            else:
+                parts.append(f"{k}<={v:g}")
         return ", ".join(parts)
 
 
@@ -237,6 +244,7 @@ class Scenario:
     standins: Mapping[str, Any] = field(default_factory=dict)  # patch for POST /_standin/config
     prepare: Prepare = Prepare()
     tags: tuple[str, ...] = ()
+    profile: tuple[ProfileSpec, ...] = ()  # profilers over the steady window (perfaudit.profile)
     # key path -> 1-based line, so later errors (a missing env var) can name the place.
     source_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -306,4 +314,5 @@ class Scenario:
             "standins": dict(self.standins),
             "prepare": self.prepare.to_dict(),
             "tags": list(self.tags),
+            "profile": [p.to_dict() for p in self.profile],
         }

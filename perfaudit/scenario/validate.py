@@ -17,6 +17,9 @@ from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from perfaudit.analysis.metrics import threshold_keys
+from perfaudit.profile.spec import OPTIONS as PROFILE_OPTIONS
+from perfaudit.profile.spec import ProfileSpec, ProfileSpecError, make_spec, parse_cli
 from perfaudit.refservice import switches as sw
 from perfaudit.scenario import standins as standins_mod
 from perfaudit.scenario.model import (
@@ -50,18 +53,16 @@ TOP_KEYS = (
     "standins",
     "prepare",
     "tags",
+    "profile",
 )
 TARGET_REFERENCE_KEYS = ("variant", "with", "without")
 TARGET_EXTERNAL_KEYS = ("url", "start", "cwd", "ready_path", "ready_timeout", "profile_process")
 REQUEST_KEYS = ("method", "path", "headers", "json", "body", "body_file", "expect_status")
 BODY_KEYS = ("json", "body", "body_file")
 LOAD_KEYS = ("model", "rate", "stages", "users", "think_time", "max_connections", "processes")
-THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {  # key -> kinds it applies to
-    **{k: KINDS for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "error_rate", "min_rps")},
-    "e2e_p95_ms": ("flow",),
-    "queue_wait_p95_ms": ("job",),
-    "run_p95_ms": ("job",),
-    "min_jobs_per_s": ("job",),
+# key -> kinds it applies to: every recorded metric (perfaudit.analysis.metrics)
+THRESHOLD_KEYS: dict[str, tuple[str, ...]] = {
+    key: metric.kinds for key, (metric, _) in threshold_keys().items()
 }
 SECTION_KINDS = {"request": ("http", "flow"), "job": ("job",), "redis_store": ("redis-store",)}
 NAME_PATTERN = r"[a-z0-9-]+"
@@ -169,6 +170,7 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
     thresholds = _thresholds(b, get("thresholds"), kind) if "thresholds" in top else Thresholds()
     standins = _opt(get("standins"), lambda n: standins_mod.check(c, n, "standins"))
     prepare = _prepare(b, get("prepare")) if "prepare" in top else Prepare()
+    profile = _profile(b, get("profile")) if "profile" in top else ()
 
     # -- checks across sections --------------------------------------------------------
     if target is not None and not target.is_reference:
@@ -217,6 +219,7 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
         standins=standins or {},
         prepare=prepare,
         tags=tuple(tags),
+        profile=profile,
         source_lines=dict(c.lines),
     )
 
@@ -754,11 +757,15 @@ def _thresholds(b: _Build, node: Node | None, kind: str | None) -> Thresholds:
             continue
         if key == "error_rate":
             v = c.number(vn, "thresholds.error_rate", ge=0, le=1)
+        elif threshold_keys()[key][0].scale == "abs":  # counts per request: 0 is a limit
+            v = c.number(vn, f"thresholds.{key}", ge=0)
         else:
             v = c.number(vn, f"thresholds.{key}", gt=0)
         if v is not None:
             values[key] = float(v)
-    return Thresholds(**values)
+    named = {k: v for k, v in values.items() if k in Thresholds.__dataclass_fields__}
+    extra = tuple((k, v) for k, v in values.items() if k not in named)
+    return Thresholds(**named, extra=extra)
 
 
 def _prepare(b: _Build, node: Node | None) -> Prepare:
@@ -768,6 +775,49 @@ def _prepare(b: _Build, node: Node | None) -> Prepare:
     if m is None or "pending_callbacks" not in m:
         return Prepare()
     return Prepare(bool(c.boolean(m["pending_callbacks"][1], "prepare.pending_callbacks")))
+
+
+def _profile(b: _Build, node: Node | None) -> tuple[ProfileSpec, ...]:
+    """``profile: py-spy``, ``[py-spy, "memray:method=run"]`` (the ``--profile`` syntax) or
+    ``{py-spy: {idle: true}, memray: {}}``."""
+    c = b.c
+    assert node is not None
+    if isinstance(node, ScalarNode | SequenceNode):
+        items = c.string_list(node, "profile") or ()
+        try:
+            return parse_cli(list(items)) or ()
+        except ProfileSpecError as exc:
+            c.problem(node, "profile", str(exc).removeprefix("--profile: "))
+            return ()
+    m = c.mapping(node, "profile", PROFILE_OPTIONS)
+    specs = []
+    for name, (kn, vn) in (m or {}).items():
+        key = f"profile.{name}"
+        if isinstance(vn, ScalarNode) and vn.tag in ("tag:yaml.org,2002:null",
+                                                     "tag:yaml.org,2002:bool"):  # fmt: skip
+            if vn.value.lower() not in ("false", "no", "off"):
+                specs.append(make_spec(name))
+            continue
+        options = c.mapping(vn, key, PROFILE_OPTIONS[name])
+        if options is None:
+            continue
+        values: dict[str, Any] = {}
+        for opt, (_, on) in options.items():
+            spec = PROFILE_OPTIONS[name][opt]
+            okey = f"{key}.{opt}"
+            if spec.kind == "bool":
+                v = c.boolean(on, okey)
+            elif spec.kind == "choice":
+                v = c.choice(on, okey, spec.choices)
+            else:
+                v = c.number(on, okey, ge=spec.low, le=spec.high, integer=spec.kind == "int")
+            if v is not None:
+                values[opt] = v
+        try:
+            specs.append(make_spec(name, values))
+        except ProfileSpecError as exc:
+            c.problem(kn, key, str(exc))
+    return tuple(specs)
 
 
 def _check_unique_update(b: _Build, kind: str, top: dict[str, tuple[ScalarNode, Node]]) -> None:

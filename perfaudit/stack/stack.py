@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,9 @@ class StackOptions:
     redis_url: str | None = None  # an existing server: nothing is started for Redis
     standin_config: dict[str, object] | None = None
     service_env: dict[str, str] = field(default_factory=dict)
+    # Interpreter arguments before ``-m module`` per process ("service", "worker"): how a
+    # profiler such as ``memray run`` wraps them (``-m memray run -o FILE``).
+    python_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
     start_worker: bool = True
     startup_timeout: float = 30.0
 
@@ -186,6 +190,7 @@ class Stack:
             "service",
             [
                 sys.executable,
+                *opts.python_args.get("service", ()),
                 "-m",
                 "perfaudit.refservice",
                 "--host",
@@ -203,7 +208,12 @@ class Stack:
         if opts.start_worker:
             worker = ManagedProcess(
                 "worker",
-                [sys.executable, "-m", "perfaudit.refservice.worker"],
+                [
+                    sys.executable,
+                    *opts.python_args.get("worker", ()),
+                    "-m",
+                    "perfaudit.refservice.worker",
+                ],  # fmt: skip
                 log_dir / "worker.log",
                 env=env,
                 ready=lambda: _worker_ready(log_dir / "worker.log"),

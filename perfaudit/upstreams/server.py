@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from perfaudit.upstreams import routes as r
 from perfaudit.upstreams.config import StandinConfig
 from perfaudit.upstreams.protocol import counting_protocol
 from perfaudit.upstreams.runtime import Credentials, Runtime
+
+logger = logging.getLogger("uvicorn.error")
 
 # In-flight hangs (timeout simulation) must not hold up shutdown for 65 s.
 GRACEFUL_SHUTDOWN_S = 2.0
@@ -96,6 +99,7 @@ async def serve(opts: ServeOptions, rt: Runtime | None = None) -> None:
     rt.ready = lambda: all(s.started for s in servers)
 
     def on_signal(sig: signal.Signals) -> None:
+        logger.info("perfaudit.upstreams: received %s, shutting down", sig.name)
         for s in servers:
             if s.should_exit and sig == signal.SIGINT:
                 s.force_exit = True  # second Ctrl+C: stop waiting for connections

@@ -1,0 +1,167 @@
+"""Every metric a run records that thresholds and comparisons can read, in one registry.
+
+A metric is read from a results entry (``summary``, ``derived`` per-request costs, or
+``server``), has a direction (lower or higher is better) and a scale for comparisons:
+
+- ``log``: positive, multiplicative noise (latency, throughput): changes are ratios;
+- ``abs``: rates and counts near zero (error rate, new connections per call), where a
+  ratio is meaningless (0.01 -> 0.02 is "+100 %" but nothing happened): changes are
+  differences, and must also clear ``abs_min`` to count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Entry = dict[str, Any]
+ALL_KINDS: tuple[str, ...] = ("http", "job", "redis-store", "flow")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the key in thresholds, comparisons and reports
+    label: str
+    unit: str
+    better: Literal["lower", "higher"]
+    scale: Literal["log", "abs"]
+    abs_min: float  # a change smaller than this (in the metric's unit) is never a verdict
+    get: Callable[[Entry], float | None]
+    kinds: tuple[str, ...] = ALL_KINDS
+    compared: bool = True  # part of the default comparison (False: thresholds only)
+    window: str | None = None  # per-second timeline value: a percentile "p95", "error_rate"
+
+    def value(self, entry: Entry) -> float | None:
+        try:
+            v = self.get(entry)
+        except (KeyError, TypeError):
+            return None
+        return None if v is None else float(v)
+
+    def worse(self, delta: float) -> float:
+        """Orient a change so that positive means worse."""
+        return delta if self.better == "lower" else -delta
+
+    def diff_text(self, d: float, signed: bool = True) -> str:
+        """A difference in the metric's unit (abs-scale metrics; error rate in points)."""
+        if self.name == "error_rate":
+            return f"{100 * d:{'+' if signed else ''}.2f} pp"
+        return f"{d:{'+' if signed else ''}.3g}"
+
+    def fmt(self, v: float | None) -> str:
+        if v is None:
+            return "n/a"
+        if self.unit == "ms":
+            return f"{v:.3g} ms" if v < 10 else f"{v:.1f} ms"
+        if self.name == "error_rate":
+            return f"{100 * v:.2f} %"
+        return f"{v:.3g}{' ' + self.unit if self.unit else ''}"
+
+
+def _summary(key: str) -> Callable[[Entry], float | None]:
+    return lambda e: e["summary"].get(key)
+
+
+def _derived(*path: str) -> Callable[[Entry], float | None]:
+    def get(e: Entry) -> float | None:
+        node: Any = e.get("derived")
+        for p in path:
+            if not isinstance(node, dict):
+                return None
+            node = node.get(p)
+        return node
+
+    return get
+
+
+def _service_cpu_ms(e: Entry) -> float | None:
+    """CPU time of the service process per request, over the steady window."""
+    procs = e["server"]["process"]["processes"]
+    requests = e["summary"]["requests"]
+    if not requests or "service" not in procs:
+        return None
+    return 1000.0 * procs["service"]["cpu_seconds"] / requests
+
+
+def _latency(name: str, label: str, pct: str | None, compared: bool = False) -> Metric:
+    return Metric(
+        name, label, "ms", "lower", "log", 0.01, _summary(name), compared=compared, window=pct
+    )
+
+
+METRICS: tuple[Metric, ...] = (
+    _latency("p50_ms", "p50 latency", "p50", compared=True),
+    _latency("p90_ms", "p90 latency", "p90"),
+    _latency("p95_ms", "p95 latency", "p95", compared=True),
+    _latency("p99_ms", "p99 latency", "p99", compared=True),
+    _latency("p99_9_ms", "p99.9 latency", None),
+    _latency("max_ms", "max latency", None),
+    _latency("mean_ms", "mean latency", None),
+    Metric("error_rate", "error rate", "", "lower", "abs", 0.005, _summary("error_rate"),
+           window="error_rate"),
+    Metric("rps", "throughput", "req/s", "higher", "log", 0.5, _summary("rps"), window="rps"),
+    # flow: webhook -> reply at the Telegram stand-in
+    Metric("e2e_p50_ms", "e2e p50", "ms", "lower", "log", 0.01, _summary("e2e_p50_ms"), ("flow",)),
+    Metric("e2e_p95_ms", "e2e p95", "ms", "lower", "log", 0.01, _summary("e2e_p95_ms"), ("flow",)),
+    Metric("e2e_p99_ms", "e2e p99", "ms", "lower", "log", 0.01, _summary("e2e_p99_ms"), ("flow",),
+           compared=False),
+    # job: enqueued -> started -> finished
+    Metric("first_reply_p50_ms", "first reply p50", "ms", "lower", "log", 0.01,
+           _summary("first_reply_p50_ms"), ("flow",), compared=False),
+    Metric("queue_wait_p50_ms", "queue wait p50", "ms", "lower", "log", 0.01,
+           _summary("queue_wait_p50_ms"), ("job",), compared=False),
+    Metric("queue_wait_p95_ms", "queue wait p95", "ms", "lower", "log", 0.01,
+           _summary("queue_wait_p95_ms"), ("job",)),
+    Metric("run_p50_ms", "job run p50", "ms", "lower", "log", 0.01, _summary("run_p50_ms"),
+           ("job",), compared=False),
+    Metric("run_p95_ms", "job run p95", "ms", "lower", "log", 0.01, _summary("run_p95_ms"),
+           ("job",)),
+    Metric("jobs_per_s", "jobs/s", "jobs/s", "higher", "log", 0.5, _summary("jobs_per_s"),
+           ("job",)),
+    # per-request costs (window counters / requests). Command and call counts include the
+    # worker's background work, which lags when the service is slow (phase3 "does" fewer
+    # commands per webhook because its worker falls behind): thresholds only, by default.
+    Metric("redis_commands_per_request", "Redis commands/request", "/req", "lower", "abs", 0.5,
+           _derived("redis", "commands"), compared=False),
+    Metric("redis_new_connections_per_request", "new Redis connections/request", "/req",
+           "lower", "abs", 0.05, _derived("redis", "new_connections")),
+    Metric("upstream_calls_per_request", "upstream calls/request", "/req", "lower", "abs", 0.05,
+           _derived("upstreams", "calls"), compared=False),
+    Metric("upstream_new_connections_per_call", "new upstream connections/call", "/call",
+           "lower", "abs", 0.05, _derived("upstreams", "new_connections_per_call")),
+    Metric("service_cpu_ms_per_request", "service CPU/request", "ms", "lower", "log", 0.01,
+           _service_cpu_ms),
+)  # fmt: skip
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
+
+
+def rel_text(ratio_minus_1: float, signed: bool = True) -> str:
+    """A relative change: "+12.3 %", or "×3.4" from +100 % on (where percentages get silly)."""
+    if ratio_minus_1 >= 1.0:
+        x = 1 + ratio_minus_1
+        return f"×{x:.3g}" if x < 100 else f"×{x:,.0f}"
+    return f"{100 * ratio_minus_1:{'+' if signed else ''}.1f} %"
+
+
+def log_text(x: float, signed: bool = True) -> str:
+    return rel_text(math.expm1(x), signed)
+
+
+def threshold_keys() -> dict[str, tuple[Metric, str]]:
+    """Threshold key -> (metric, "max" | "min"). A lower-is-better metric is limited by
+    its own name (``p95_ms: 200``), a higher-is-better one by ``min_<name>``
+    (``min_rps: 45``)."""
+    keys: dict[str, tuple[Metric, str]] = {}
+    for m in METRICS:
+        if m.better == "lower":
+            keys[m.name] = (m, "max")
+        else:
+            keys[f"min_{m.name}"] = (m, "min")
+    return keys
+
+
+def compared_metrics(kind: str) -> list[Metric]:
+    return [m for m in METRICS if m.compared and kind in m.kinds]

@@ -1,0 +1,181 @@
+"""pyinstrument: in-process, through the ASGI hook (:mod:`perfaudit.profile.asgi`), started
+and stopped over HTTP on the steady window.
+
+The target gets a start of its own with ``PERFAUDIT_PYINSTRUMENT=1`` (the hook's switch) and
+``PERFAUDIT_LOOP=asyncio``: pyinstrument loses await attribution under uvloop (measured), so
+its figures come from the asyncio loop and the result says so. The hook returns the session;
+perfaudit keeps it (``.pyisession``) and renders the HTML and JSON from it here, so the service
+only serializes. Measured here: ~0.45 of unprofiled throughput (whole process).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from perfaudit.profile import hotspots
+from perfaudit.profile.asgi import ENV_VAR, LOOP_ENV_VAR, PREFIX
+from perfaudit.profile.base import Capture, CaptureContext, Clock, Launch, Problem, result
+from perfaudit.profile.preflight import module_problem
+from perfaudit.profile.pyspy import classifier_for
+from perfaudit.profile.spec import ProfileSpec
+
+if TYPE_CHECKING:
+    from perfaudit.run.targets import TargetSession
+
+NAME = "pyinstrument"
+STOP_TIMEOUT_S = 120.0
+HOOK_FIX = (
+    "wrap the ASGI app with perfaudit.profile.asgi.wrap(app) (it is on when "
+    f"{ENV_VAR}=1, which perfaudit sets when it starts the service); see the README, Profiling"
+)
+
+
+def preflight(spec: ProfileSpec) -> list[Problem]:
+    return module_problem(NAME, "pyinstrument")
+
+
+def parse_identifier(info: str) -> hotspots.Frame:
+    """pyinstrument's frame info ``name\\0file\\0firstline[\\1cClass][\\1lLine]...``."""
+    ident, _, attrs = info.partition("\x01")
+    parts = ident.split("\x00")
+    if len(parts) < 3:
+        return hotspots.Frame(parts[0])
+    name, file, first = parts[0], parts[1], parts[2]
+    line = int(first) if first.isdigit() else None
+    for attr in attrs.split("\x01") if attrs else ():
+        if attr.startswith("c") and attr[1:]:
+            name = f"{attr[1:]}.{name}"
+        elif attr.startswith("l") and attr[1:].isdigit():
+            line = int(attr[1:])
+    return hotspots.Frame(name, file, line)
+
+
+def stacks_of(session_json: dict[str, Any]) -> list[tuple[hotspots.Stack, float]]:
+    return [
+        (tuple(parse_identifier(f) for f in stack), float(t))
+        for stack, t in session_json.get("frame_records") or []
+    ]
+
+
+class PyinstrumentCapture(Capture):
+    def __init__(self, spec: ProfileSpec, ctx: CaptureContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.clock = Clock()
+        self.lead_s = 0.0
+        self.min_warmup_s = 0.0
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+        self.started: dict[str, Any] = {}
+        self.session: dict[str, Any] | None = None
+        self.base_url = ""
+        target = ctx.target
+        if target.is_reference or target.start:
+            self.launch: Launch | None = Launch(env={ENV_VAR: "1", LOOP_ENV_VAR: "asyncio"})
+        else:
+            self.launch = None  # a service perfaudit does not start: the hook must be on already
+            self.notes.append(
+                f"the target is not started by perfaudit: it must run with {ENV_VAR}=1 "
+                f"(and {LOOP_ENV_VAR}=asyncio) for the hook to answer"
+            )
+
+    def start(self, session: TargetSession) -> None:
+        self.clock.window()
+        self.base_url = session.base_url.rstrip("/")
+        body = {"mode": self.spec.get("mode"), "interval": self.spec.get("interval")}
+        try:
+            r = httpx.post(f"{self.base_url}{PREFIX}/start", json=body, timeout=10)
+        except httpx.HTTPError as exc:
+            self.errors.append(f"the pyinstrument hook did not answer: {exc}")
+            return
+        if r.status_code == 404:
+            self.errors.append(f"the service has no pyinstrument hook at {PREFIX}: {HOOK_FIX}")
+            return
+        if r.status_code != 200:
+            self.errors.append(f"the pyinstrument hook refused to start: {r.status_code} {r.text}")
+            return
+        self.started = r.json()
+        self.clock.mark_started()
+
+    def stop(self) -> None:
+        self.clock.mark_stopped()
+        if not self.started:
+            return
+        try:
+            r = httpx.post(f"{self.base_url}{PREFIX}/stop", timeout=STOP_TIMEOUT_S)
+            r.raise_for_status()
+            self.session = r.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self.errors.append(f"the pyinstrument hook did not return the session: {exc}")
+
+    def abort(self) -> None:
+        self.started = {}
+
+    def collect(self) -> dict[str, Any]:
+        loop = self.started.get("loop")
+        if loop == "asyncio":
+            self.notes.append(
+                "the service ran on the asyncio event loop while pyinstrument was on "
+                "(pyinstrument loses await attribution under uvloop); its latency and "
+                "throughput are those of the asyncio loop plus the profiler"
+            )
+        elif loop:
+            self.notes.append(
+                f"the service ran on {loop}: pyinstrument's await attribution is lost there; "
+                f"start it on the asyncio loop ({LOOP_ENV_VAR}=asyncio)"
+            )
+        if self.session is None:
+            return result(self.spec, "failed", self.ctx, [], window=self.clock.to_dict(),
+                          errors=self.errors, notes=self.notes)  # fmt: skip
+        out = self.ctx.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        raw = out / "pyinstrument.pyisession"
+        raw.write_text(json.dumps(self.session))
+        files = [raw, *self._render(out)]
+        stacks = stacks_of(self.session)
+        info: dict[str, Any] = {
+            "pid": self.started.get("pid"),
+            "loop": loop,
+            "mode": self.started.get("mode"),
+            "samples": self.session.get("sample_count"),
+            "profiled_seconds": round(float(self.session.get("duration") or 0.0), 3),
+            "cpu_seconds": round(float(self.session.get("cpu_time") or 0.0), 3),
+            "artifacts": [str(p.relative_to(self.ctx.run_dir)) for p in files if p.exists()],
+        }
+        if stacks:
+            info["hotspots"] = hotspots.hotspots(stacks, classifier_for(self.ctx.target))
+        else:
+            self.errors.append("the session holds no samples (did any request arrive?)")
+        if self.started.get("mode") == "requests":
+            self.notes.append(
+                "mode requests: shares are of the time requests took (awaits included), "
+                "summed over concurrent requests"
+            )
+        return result(
+            self.spec, "ok" if stacks else "failed", self.ctx, files,
+            window=self.clock.to_dict(), processes={"service": info},
+            hotspots={"process": "service", **info.get("hotspots", {})},
+            errors=self.errors, notes=self.notes,
+        )  # fmt: skip
+
+    def _render(self, out: Path) -> list[Path]:
+        from pyinstrument.renderers import HTMLRenderer, JSONRenderer
+        from pyinstrument.session import Session
+
+        assert self.session is not None
+        html, js = out / "pyinstrument.html", out / "pyinstrument.json"
+        try:
+            session = Session.from_json(self.session)
+            html.write_text(HTMLRenderer().render(session))
+            js.write_text(JSONRenderer().render(session))
+        except Exception as exc:  # noqa: BLE001 - the raw session is kept either way
+            self.errors.append(f"rendering the pyinstrument session failed: {exc}")
+        return [html, js]
+
+
+def prepare(spec: ProfileSpec, ctx: CaptureContext) -> PyinstrumentCapture:
+    return PyinstrumentCapture(spec, ctx)

@@ -1,0 +1,1 @@
+"""Renderers: every output is rendered from results (or a comparison), never measured."""

@@ -1,0 +1,333 @@
+"""What a report shows, gathered from the results alone (and an optional baseline).
+
+Renderers (HTML, Markdown) only format this view; every string in it has been through
+``redact`` so a secret that reached a log line or an error message never reaches a report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfaudit.redact import redact
+from perfaudit.refservice import switches as sw
+from perfaudit.report import charts
+from perfaudit.results import RunRecord
+
+Entry = dict[str, Any]
+
+VERDICT_TEXT = {
+    "pass": "every scenario met its thresholds",
+    "fail": "at least one threshold failed",
+    "invalid": "at least one scenario's measurement is invalid (see the reasons)",
+}
+TABLE_METRICS = [
+    ("p50_ms", "p50", "ms"), ("p95_ms", "p95", "ms"), ("p99_ms", "p99", "ms"),
+    ("max_ms", "max", "ms"), ("rps", "throughput", "req/s"), ("error_rate", "error rate", "%"),
+]  # fmt: skip
+
+
+@dataclass
+class Row:
+    label: str
+    value: str
+    threshold: str = ""
+    threshold_ok: bool | None = None
+    baseline: str = ""
+    change: str = ""
+    verdict: str = ""
+
+
+@dataclass
+class ScenarioView:
+    name: str
+    kind: str
+    description: str
+    target: str
+    verdict: str
+    profiled: bool
+    rows: list[Row]
+    costs: list[tuple[str, str]]
+    checks: list[dict[str, Any]]
+    reasons: list[str]
+    charts: dict[str, str]  # title -> svg
+    hotspots: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[tuple[str, str]] = field(default_factory=list)  # (label, relative path)
+    comparison_verdict: str = ""
+    notes: list[str] = field(default_factory=list)
+    flamediff: str = ""  # svg: what got cheaper and dearer against the baseline
+
+
+@dataclass
+class SwitchEffect:
+    name: str
+    finding: str
+    phase3: str
+    optimized: str
+    effects: list[dict[str, str]]  # scenario, before, after, change, verdict
+    note: str = ""
+
+
+@dataclass
+class ReportView:
+    run_id: str
+    created_at: str
+    status: str
+    verdict: str
+    verdict_text: str
+    environment: list[tuple[str, str]]
+    scenarios: list[ScenarioView]
+    baseline_label: str = ""
+    comparison_verdict: str = ""
+    comparison_notes: list[str] = field(default_factory=list)
+    optimization_log: list[SwitchEffect] = field(default_factory=list)
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{100 * value:.2f} %"
+    if unit == "req/s":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _pct(change: float | None) -> str:
+    return "" if change is None else f"{100 * change:+.1f} %"
+
+
+def _ci(ci: Any) -> str:
+    return "" if not ci else f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] %"
+
+
+def overall_verdict(entries: list[Entry]) -> str:
+    verdicts = {e["verdict"] for e in entries if not e.get("profiled")}
+    if "invalid" in verdicts:
+        return "invalid"
+    return "fail" if "fail" in verdicts else "pass"
+
+
+def build_view(
+    record: RunRecord,
+    baseline: dict[str, list[Entry]] | None = None,
+    baseline_label: str = "",
+    comparison: dict[str, Any] | None = None,
+) -> ReportView:
+    entries = [e for e in record.scenarios if not e.get("profiled")]
+    by_cmp = {s["name"]: s for s in (comparison or {}).get("scenarios", [])}
+    scenarios = [
+        _scenario_view(e, (baseline or {}).get(e["name"], []), by_cmp.get(e["name"]))
+        for e in entries
+    ]
+    verdict = overall_verdict(entries)
+    env = record.environment
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
+    targets = sorted({e["target"]["label"] for e in entries})
+    switches = sorted({", ".join(e["target"].get("switches", [])) or "none" for e in entries})
+    load = sorted({_load_text(e) for e in entries})
+    environment = [
+        ("machine", f"{env.get('cpu_model') or '?'}, {env.get('cpu_count')} CPUs, "
+                    f"{env.get('memory_gb')} GiB, {env.get('platform')}"),
+        ("Python", str(env.get("python"))),
+        ("packages", packages),
+        ("git commit", f"{env.get('git_commit') or '?'}{' (dirty)' if env.get('git_dirty') else ''}"),
+        ("targets", "; ".join(targets)),
+        ("switches on", "; ".join(switches)),
+        ("load", "; ".join(load)),
+    ]  # fmt: skip
+    view = ReportView(
+        run_id=record.run_id,
+        created_at=record.created_at,
+        status=record.status,
+        verdict=verdict,
+        verdict_text=VERDICT_TEXT[verdict],
+        environment=[(k, redact(v)) for k, v in environment],
+        scenarios=scenarios,
+        baseline_label=redact(baseline_label),
+        comparison_verdict=(comparison or {}).get("verdict", ""),
+        comparison_notes=[redact(n) for n in (comparison or {}).get("notes", [])],
+    )
+    view.optimization_log = optimization_log(entries, baseline or {}, by_cmp)
+    return view
+
+
+def _load_text(e: Entry) -> str:
+    ld = e["scenario"].get("load", {})
+    if ld.get("model") == "closed":
+        shape = f"closed {ld.get('users')} users"
+    elif ld.get("stages"):
+        shape = "open, stages"
+    else:
+        shape = f"open {ld.get('rate')}/s"
+    return f"{e['name']}: {shape}, warm-up {e['scenario'].get('warmup_s')} s, " \
+           f"{e['scenario'].get('duration_s')} s"  # fmt: skip
+
+
+def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> ScenarioView:
+    s = e["summary"]
+    thresholds = {c["metric"]: c for c in e["checks"]}
+    cmp_metrics = {m["metric"]: m for m in (cmp or {}).get("metrics", [])}
+    base_summary = base[0]["summary"] if base else None
+    rows = []
+    for key, label, unit in TABLE_METRICS + _kind_metrics(s):
+        check = thresholds.get(key)
+        m = cmp_metrics.get(key)
+        rows.append(Row(
+            label=label,
+            value=_fmt(s.get(key), unit),
+            threshold=_fmt(check["limit"], unit) if check else "",
+            threshold_ok=check["passed"] if check else None,
+            baseline=_fmt(m["baseline"] if m else (base_summary or {}).get(key), unit)
+            if (m or base_summary) else "",
+            change=(_pct(m.get("change")) + (f" {_ci(m.get('ci'))}" if m.get("ci") else ""))
+            if m else "",
+            verdict=m["verdict"] if m else "",
+        ))  # fmt: skip
+    hists = {"this run": e["load"]["latency"]}
+    timelines = {"this run": e["load"]["timeline"]}
+    if base:
+        hists = {f"baseline ({base[0]['target']['label']})": base[0]["load"]["latency"], **hists}
+        timelines = {"baseline": base[0]["load"]["timeline"], **timelines}
+    chart_map = {
+        "Latency by percentile": charts.percentile_curve(hists, e["name"]),
+        "Latency and throughput over time": charts.load_timeline(timelines, e["load"]["warmup_s"]),
+    }
+    if e["server"].get("process", {}).get("processes"):
+        chart_map["CPU, RSS and event-loop lag over the steady window"] = charts.server_timeline(
+            e["server"]["process"], e["server"].get("loop_lag")
+        )
+    profiles = e.get("profiles") or {}
+    hotspots, artifacts = _profile_bits(profiles)
+    return ScenarioView(
+        name=redact(e["name"]),
+        kind=e["kind"],
+        description=redact(e.get("description") or ""),
+        target=redact(e["target"]["label"]),
+        verdict=e["verdict"],
+        profiled=bool(profiles),
+        rows=rows,
+        costs=[(k, redact(v)) for k, v in _costs(e)],
+        checks=e["checks"],
+        reasons=[redact(r) for r in e["validity"]["reasons"]],
+        charts=chart_map,
+        hotspots=hotspots,
+        artifacts=artifacts,
+        comparison_verdict=(cmp or {}).get("verdict", ""),
+        notes=[redact(n) for n in (cmp or {}).get("notes", [])],
+    )
+
+
+def _kind_metrics(s: dict[str, Any]) -> list[tuple[str, str, str]]:
+    extra = []
+    if "e2e_p95_ms" in s:
+        extra += [
+            ("e2e_p50_ms", "webhook → reply p50", "ms"),
+            ("e2e_p95_ms", "webhook → reply p95", "ms"),
+        ]
+    if "queue_wait_p95_ms" in s:
+        extra += [("queue_wait_p95_ms", "queue wait p95", "ms"), ("run_p95_ms", "job run p95", "ms"),
+                  ("jobs_per_s", "jobs/s", "req/s")]  # fmt: skip
+    return extra
+
+
+def _costs(e: Entry) -> list[tuple[str, str]]:
+    d = e.get("derived") or {}
+    out = []
+    redis = d.get("redis")
+    if redis and redis.get("commands") is not None:
+        out.append(("Redis commands / request", f"{redis['commands']:.2f}"))
+        out.append(("new Redis connections / request", f"{redis.get('new_connections') or 0:.2f}"))
+    ups = d.get("upstreams")
+    if ups and ups.get("calls") is not None:
+        out.append(("upstream calls / request", f"{ups['calls']:.2f}"))
+        if ups.get("new_connections_per_call") is not None:
+            out.append(
+                ("new upstream connections / call", f"{ups['new_connections_per_call']:.2f}")
+            )
+    procs = (e["server"].get("process") or {}).get("processes", {})
+    sent = e["summary"].get("requests") or 0
+    for name in ("service", "worker"):
+        p = procs.get(name)
+        if p and sent:
+            out.append((f"{name} CPU ms / request", f"{1000 * p['cpu_seconds'] / sent:.2f}"))
+    lag = e["server"].get("loop_lag") or {}
+    if lag.get("samples"):
+        out.append(("event-loop lag p99 / max", f"{lag['p99_ms']:.2f} / {lag['max_ms']:.2f} ms"))
+    return out
+
+
+def _profile_bits(profiles: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Top self-time functions of each profiler, and every artifact path (relative)."""
+    hotspots: list[dict[str, Any]] = []
+    artifacts: list[tuple[str, str]] = []
+    for name, p in profiles.items():
+        if not isinstance(p, dict):
+            continue
+        for path in p.get("artifacts", []) or []:
+            artifacts.append((name, redact(str(path))))
+        hs = p.get("hotspots") or {}
+        for row in (hs.get("self") or [])[:8]:
+            if not isinstance(row, dict):
+                continue
+            where = str(row.get("file") or "")
+            if row.get("line") is not None:
+                where += f":{row['line']}"
+            hotspots.append({
+                "profiler": name,
+                "function": redact(str(row.get("function", ""))),
+                "where": redact(where),
+                "share": f"{100 * float(row.get('share') or 0):.1f} %",
+                "category": str(row.get("category", "")),
+            })  # fmt: skip
+        if p.get("peak_mb") is not None:
+            hotspots.append({
+                "profiler": name, "function": "peak memory",
+                "where": f"total allocated {p.get('total_allocated_mb', 0):.1f} MB",
+                "share": f"{float(p['peak_mb']):.1f} MB", "category": "memory",
+            })  # fmt: skip
+    return hotspots, artifacts
+
+
+def optimization_log(
+    entries: list[Entry], baseline: dict[str, list[Entry]], by_cmp: dict[str, dict[str, Any]]
+) -> list[SwitchEffect]:
+    """Per switch: the finding, the change, and its measured effect where this run shows it.
+
+    An effect is measured when a scenario the switch touches ran with the switch in one
+    side and not in the other (this run against its baseline). When other switches also
+    differ, the change is their combined effect, and the note says so.
+    """
+    log = []
+    for switch in sw.CATALOG:
+        effects = []
+        combined: set[str] = set()
+        for e in entries:
+            if e["name"] not in switch.touches or not baseline.get(e["name"]):
+                continue
+            b = baseline[e["name"]][0]
+            on_now = switch.name in e["target"].get("switches", [])
+            on_before = switch.name in b["target"].get("switches", [])
+            if on_now == on_before:
+                continue
+            others = set(e["target"].get("switches", [])) ^ set(b["target"].get("switches", []))
+            combined |= others - {switch.name}
+            m = {x["metric"]: x for x in by_cmp.get(e["name"], {}).get("metrics", [])}.get("p95_ms")
+            before = m["baseline"] if m else b["summary"].get("p95_ms")
+            after = m["candidate"] if m else e["summary"].get("p95_ms")
+            change = m.get("change") if m else (after / before - 1 if before else None)
+            effects.append({
+                "scenario": e["name"],
+                "before": _fmt(before, "ms"), "after": _fmt(after, "ms"),
+                "change": _pct(change) + (f" {_ci(m.get('ci'))}" if m and m.get("ci") else ""),
+                "verdict": m["verdict"] if m else "single run, no confidence interval",
+            })  # fmt: skip
+        note = ""
+        if combined:
+            note = (f"measured together with {len(combined)} other switch(es) "
+                    f"({', '.join(sorted(combined))}): the change is their combined effect")  # fmt: skip
+        elif not effects:
+            note = "not measured in this run (no baseline scenario differs by this switch alone)"
+        log.append(SwitchEffect(switch.name, switch.finding, switch.phase3, switch.optimized,
+                                effects, note))  # fmt: skip
+    return log

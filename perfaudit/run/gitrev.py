@@ -1,0 +1,105 @@
+"""A baseline that is a git revision: that revision's perfaudit, run side by side.
+
+The tree at the revision is exported with ``git archive`` (read-only: nothing is checked
+out, the working tree and index are untouched) and each baseline repeat runs
+``python -m perfaudit.cli run`` from it, with the candidate's scenario files and
+overrides: the revision's service, worker and measuring code, on the same machine, in
+the same invocation.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from perfaudit import results
+from perfaudit.results import RunRecord
+from perfaudit.run.runner import RunEvents, RunOptions
+from perfaudit.scenario import Scenario
+
+
+class GitRevisionError(Exception):
+    """An unknown revision, or a revision whose perfaudit refused the run."""
+
+
+def _git(*args: str) -> bytes:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        err = getattr(exc, "stderr", b"") or b""
+        raise GitRevisionError(
+            f"git {' '.join(args)}: {err.decode(errors='replace').strip() or exc}"
+        ) from None
+
+
+class GitRevision:
+    """A :class:`perfaudit.run.repeat.Side` runner for ``--baseline git:REV``."""
+
+    def __init__(self, rev: str) -> None:
+        self.rev = rev
+        self.commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
+        self._tree: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"git {self.rev} ({self.commit[:10]})"
+
+    def export(self, into: Path) -> Path:
+        if self._tree is None:
+            into.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(
+                fileobj=io.BytesIO(_git("archive", "--format=tar", self.commit))
+            ) as tar:
+                tar.extractall(into, filter="data")
+            self._tree = into
+        return self._tree
+
+    def __call__(
+        self,
+        scenarios: list[Scenario],
+        options: RunOptions,
+        events: RunEvents,
+        command: list[str],
+        record: RunRecord,
+    ) -> RunRecord:
+        tree = self.export(options.out_dir.parent / f"git-{self.commit[:10]}")
+        out = options.out_dir / record.run_id
+        args = [sys.executable, "-m", "perfaudit.cli", "run", *(str(s.path) for s in scenarios)]
+        for s in scenarios:
+            args += ["-s", s.name]
+        for flag, value in (("--duration", options.duration_s), ("--warmup", options.warmup_s),
+                            ("--variant", options.variant), ("--redis-url", options.redis_url)):  # fmt: skip
+            if value is not None:
+                args += [flag, str(value)]
+        for name in options.with_:
+            args += ["--with", name]
+        for name in options.without:
+            args += ["--without", name]
+        args += ["--out", str(out), "--json"]
+        events.note(f"running perfaudit at {self.label}")
+        # cwd and PYTHONPATH: the exported tree's perfaudit wins over the installed one, in
+        # this process's children too (service, worker).
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        proc = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True)
+        if proc.returncode == 130:
+            raise KeyboardInterrupt
+        try:
+            summary = json.loads(proc.stdout)
+            done = results.read(Path(summary["results"]))
+        except (ValueError, KeyError, results.ResultsError):
+            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            raise GitRevisionError(
+                f"perfaudit at {self.label} did not run (exit code {proc.returncode}): {tail}"
+            ) from None
+        for i, entry in enumerate(done.scenarios, 1):
+            by_name = {s.name: s for s in scenarios}
+            if entry["name"] in by_name:
+                events.scenario_started(by_name[entry["name"]], i, len(done.scenarios))
+            record.scenarios.append(entry)
+            events.scenario_finished(entry)
+        return record

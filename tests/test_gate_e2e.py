@@ -1,0 +1,116 @@
+"""The gate end to end: real stacks, interleaved repeats, verdicts and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+PERFAUDIT = [sys.executable, "-m", "perfaudit.cli"]
+SHORT = ["--duration", "2", "--warmup", "1"]
+
+
+def cli(*args: str, timeout: float = 170) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PERFAUDIT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def verdicts(report: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"{s['name']}/{m['metric']}": m["verdict"]
+        for s in report["comparison"]["scenarios"]
+        for m in s["metrics"]
+    }
+
+
+def test_aa_on_health_is_no_regression_and_its_runs_can_be_kept_and_compared(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "reports"
+    r = cli("run", "-s", "health", "--baseline", "variant:optimized", "--repeat", "2", *SHORT,
+            "--out", str(out), "--json", "--junit", str(tmp_path / "junit.xml"))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    found = verdicts(report)
+    assert found and not {"regressed", "improved"} & set(found.values()), found
+    [scenario] = report["scenarios"]
+    assert scenario["repeats"] == 2 and scenario["status"] == "pass"
+    # The layout: the candidate's repeats, the re-measured baseline's, the comparison.
+    run_dir = Path(report["results"]).parent
+    candidate = json.loads((run_dir / "results.json").read_text())["scenarios"]
+    baseline = json.loads((run_dir / "baseline" / "results.json").read_text())["scenarios"]
+    assert [e["repeat"] for e in candidate] == [1, 2] and len(baseline) == 2
+    assert (run_dir / "comparison.json").exists()
+    ET.parse(tmp_path / "junit.xml")
+
+    # Keep the A side as a named baseline, then compare the run with it: same machine and
+    # settings, so nothing is re-measured and no verdict is withheld.
+    bdir = tmp_path / "baselines"
+    r = cli("baseline", "save", "aa", "--from", str(run_dir / "baseline"), "--dir", str(bdir))
+    assert r.returncode == 0, r.stderr
+    assert "health ×2" in r.stdout
+    r = cli("baseline", "list", "--dir", str(bdir))
+    assert r.returncode == 0 and "aa" in r.stdout and "1 × 2" in r.stdout
+    r = cli("baseline", "show", "aa", "--dir", str(bdir))
+    assert r.returncode == 0 and "A/A spread" in r.stdout
+    r = cli("compare", "aa", str(run_dir), "--dir", str(bdir), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = json.loads(r.stdout)
+    assert not {"regressed", "improved"} & set(verdicts(again).values())
+    assert not any("not trusted" in n for s in again["comparison"]["scenarios"] for n in s["notes"])
+    r = cli("compare", "nope", str(run_dir), "--dir", str(bdir))
+    assert r.returncode == 2 and "no baseline 'nope'" in r.stderr
+
+
+def test_turning_an_optimization_off_is_a_regression_with_exit_code_1(tmp_path: Path) -> None:
+    """webhook-text without the Redis pool against the optimized variant, side by side."""
+    r = cli("run", "-s", "webhook-text", "--without", "redis-pool", "--baseline",
+            "variant:optimized", "--repeat", "2", *SHORT, "--out", str(tmp_path),
+            "--junit", str(tmp_path / "junit.xml"), "--summary", str(tmp_path / "summary.md"))  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "regressed" in r.stdout and "(exit code 1)" in r.stdout
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    failures = {
+        c.get("name"): f.get("type") for c in root.iter("testcase") for f in c.findall("failure")
+    }
+    assert failures.get("compare redis_new_connections_per_request") == "regression", failures
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("## ❌ perfaudit: FAIL") and "regressed" in summary.splitlines()[0]
+
+
+def test_optimized_against_the_committed_phase3_baseline_is_improved(tmp_path: Path) -> None:
+    r = cli("run", "-s", "webhook-text", "--baseline", "phase3", "--repeat", "2",
+            "--out", str(tmp_path), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    [scenario] = report["comparison"]["scenarios"]
+    assert scenario["verdict"] == "improved", scenario
+    improved = {m["metric"] for m in scenario["metrics"] if m["verdict"] == "improved"}
+    assert {"p95_ms", "redis_new_connections_per_request"} <= improved
+    # Recorded on this machine it is trusted as stored; anywhere else it is re-measured.
+    assert report["comparison"]["mode"] in ("stored", "re-measured")
+
+
+def test_bad_baseline_specs_are_usage_errors(tmp_path: Path) -> None:
+    r = cli("run", "-s", "health", "--baseline", "variant:phase4", "--out", str(tmp_path))
+    assert r.returncode == 2 and "unknown variant" in r.stderr
+    r = cli("run", "-s", "health", "--baseline", "nope", "--out", str(tmp_path))
+    assert r.returncode == 2 and "no baseline 'nope'" in r.stderr
+    r = cli("run", "-s", "health", "--repeat", "0", "--out", str(tmp_path))
+    assert r.returncode == 2 and "--repeat must be >= 1" in r.stderr
+
+
+def test_a_git_revision_baseline_runs_that_revisions_perfaudit(tmp_path: Path) -> None:
+    r = cli("run", "-s", "health", "--baseline", "git:HEAD", "--repeat", "1", "--duration", "1",
+            "--warmup", "0.5", "--out", str(tmp_path), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["comparison"]["baseline"].startswith("git HEAD (")
+    assert any("git archive" in n for n in report["comparison"]["notes"])
+    run_dir = Path(report["results"]).parent
+    assert len(json.loads((run_dir / "baseline" / "results.json").read_text())["scenarios"]) == 1
+    assert list(run_dir.glob("git-*/perfaudit/cli.py"))  # the exported tree it ran from
+    r = cli("run", "-s", "health", "--baseline", "git:no-such-rev", "--out", str(tmp_path))
+    assert r.returncode == 2 and "no-such-rev" in r.stderr
