@@ -380,8 +380,39 @@ def compare(
         junit_mod.write(report, junit)
     if summary:
         markdown_summary.write(report, summary)
+    written = _render_compared(candidate, baseline, la, ea, comparison.to_dict(), err)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print_report(report, console)
+        for path in written:
+            console.print(f"report: {path}", highlight=False)
     raise typer.Exit(report.exit_code)
+
+
+def _render_compared(
+    candidate: str,
+    baseline: str,
+    label: str,
+    baseline_entries: list[dict[str, Any]],
+    comparison: dict[str, Any],
+    err: Any,
+) -> list[str]:
+    """When B is a run, its before/after report goes beside its results (issue: reports)."""
+    from perfaudit.report.render import render
+
+    path = Path(candidate)
+    if not (path.is_dir() or path.name == "results.json"):
+        return []
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for e in baseline_entries:
+        if not e.get("profiled"):
+            by_name.setdefault(e["name"], []).append(e)
+    base = Path(baseline)
+    base_dir = (base if base.is_dir() else base.parent) if base.exists() else None
+    try:
+        written = render(path, None, by_name, label, comparison, base_dir)
+    except Exception as exc:  # noqa: BLE001 - the comparison itself is already printed
+        err.print(f"warning: the report could not be rendered: {exc}", highlight=False)
+        return []
+    return [str(written.html), str(written.markdown)]

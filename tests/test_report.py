@@ -123,3 +123,20 @@ def test_differential_flame_graph_colours_what_changed() -> None:
     assert slow.group(1) == "rgb(0,0,255)"  # the biggest drop: full blue
     assert fast.group(1).startswith("rgb(255,")  # a larger share now: red side
     assert "80.0 % → 50.0 %" in svg and "a &lt;b&gt; title" in svg
+
+
+def test_compare_writes_the_before_after_report_beside_the_candidate(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from perfaudit.cli import app
+
+    candidate = tmp_path / "candidate"
+    shutil.copytree(run_dir, candidate)
+    r = CliRunner().invoke(app, ["compare", str(run_dir), str(candidate)])
+    assert r.exit_code == 3, r.output  # the planted reason makes e2e-flow invalid
+    assert SECRET not in r.output  # the terminal redacts too
+    html = (candidate / "index.html").read_text()
+    assert "Compared with" in html and "change [95 % CI]" in html
+    assert (candidate / "report.md").exists()

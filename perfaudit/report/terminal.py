@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from perfaudit.redact import redact
 from perfaudit.report.outcome import (
     GateReport,
     change_text,
@@ -71,7 +72,7 @@ def print_report(report: GateReport, console: Console) -> None:
             note = f" ({c.note})" if c.note else ""
             console.print(f"[red]FAIL[/] {o.name}: {check_text(c)}{note}", highlight=False)
         for reason in o.invalid:
-            console.print(f"[yellow]INVALID[/] {o.name}: {reason}", highlight=False)
+            console.print(f"[yellow]INVALID[/] {o.name}: {redact(reason)}", highlight=False)
     for note in report.notes:
         console.print(f"[cyan]note[/] {note}", highlight=False)
     style = STATUS_STYLE[

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from perfaudit.redact import redact
 from perfaudit.scenario import Scenario
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "invalid": "bold yellow"}
@@ -170,4 +171,4 @@ def explain(entries: list[dict[str, Any]], console: Console) -> None:
                     f"(limit {c['limit']:g})", highlight=False,
                 )  # fmt: skip
         for reason in e["validity"]["reasons"]:
-            console.print(f"[yellow]INVALID[/] {e['name']}: {reason}", highlight=False)
+            console.print(f"[yellow]INVALID[/] {e['name']}: {redact(reason)}", highlight=False)
