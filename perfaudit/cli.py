@@ -224,7 +224,7 @@ def run(
     from perfaudit.profile.terminal import print_profiles
     from perfaudit.run.display import LiveDisplay, QuietEvents, explain, final_table
     from perfaudit.run.runner import RunOptions, run_scenarios
-    from perfaudit.scenario import ScenarioError, load_scenarios
+    from perfaudit.scenario import ScenarioError, UnknownScenarioError, load_scenarios, select
     from perfaudit.stack.process import ProcessStartError
     from perfaudit.stack.redis_server import RedisNotFoundError
 
@@ -238,15 +238,10 @@ def run(
         scenarios = load_scenarios(paths or None)
     except ScenarioError as exc:
         raise fail(exitcodes.USAGE, str(exc)) from None
-    if only:
-        known = {s.name for s in scenarios}
-        missing = [n for n in only if n not in known]
-        if missing:
-            raise fail(
-                exitcodes.USAGE,
-                f"--scenario {', '.join(missing)}: no such scenario (known: {', '.join(sorted(known))})",
-            )
-        scenarios = [s for s in scenarios if s.name in only]
+    try:
+        scenarios = select(scenarios, only)
+    except UnknownScenarioError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
     if not scenarios:
         raise fail(exitcodes.USAGE, "no scenarios to run")
     try:

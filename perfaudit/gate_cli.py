@@ -186,7 +186,7 @@ def _fresh(
     from perfaudit.run.display import LiveDisplay, final_table
     from perfaudit.run.repeat import CANDIDATE, Side, run_repeats
     from perfaudit.run.runner import RunOptions
-    from perfaudit.scenario import ScenarioError, load_scenarios
+    from perfaudit.scenario import ScenarioError, UnknownScenarioError, load_scenarios, select
 
     console, err, fail = _ui()
     resolve_switches(variant, with_, without)
@@ -196,11 +196,10 @@ def _fresh(
         scenarios = load_scenarios(paths or None)
     except ScenarioError as exc:
         raise fail(exitcodes.USAGE, str(exc)) from None
-    if only:
-        missing = sorted(set(only) - {s.name for s in scenarios})
-        if missing:
-            raise fail(exitcodes.USAGE, f"--scenario {', '.join(missing)}: no such scenario")
-        scenarios = [s for s in scenarios if s.name in only]
+    try:
+        scenarios = select(scenarios, only)
+    except UnknownScenarioError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
     options = RunOptions(out_dir=out, duration_s=duration, warmup_s=warmup, variant=variant,
                          with_=tuple(with_ or ()), without=tuple(without or ()))  # fmt: skip
     _sigterm_as_interrupt()

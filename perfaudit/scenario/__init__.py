@@ -12,11 +12,13 @@ line per problem.
 
 from perfaudit.scenario.errors import Problem, ScenarioError
 from perfaudit.scenario.loader import (
+    UnknownScenarioError,
     default_scenario_dir,
     duplicate_names,
     load_scenario,
     load_scenarios,
     scenario_files,
+    select,
 )
 from perfaudit.scenario.model import (
     KINDS,
@@ -41,6 +43,8 @@ from perfaudit.scenario.template import (
 )
 
 __all__ = [
+    "UnknownScenarioError",
+    "select",
     "KINDS",
     "CompiledRequest",
     "JobSpec",

@@ -86,3 +86,21 @@ def load_scenarios(paths: PathLike | Iterable[PathLike] | None = None) -> list[S
     if problems:
         raise ScenarioError(problems)
     return scenarios
+
+
+class UnknownScenarioError(ValueError):
+    """``--scenario NAME`` names no loaded scenario."""
+
+
+def select(scenarios: list[Scenario], only: Iterable[str] | None) -> list[Scenario]:
+    """The scenarios named in ``only`` (all when it is empty), in file order."""
+    names = list(only or ())
+    if not names:
+        return scenarios
+    known = {s.name for s in scenarios}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise UnknownScenarioError(
+            f"--scenario {', '.join(missing)}: no such scenario (known: {', '.join(sorted(known))})"
+        )
+    return [s for s in scenarios if s.name in names]
