@@ -32,6 +32,28 @@ class Metric:
     kinds: tuple[str, ...] = ALL_KINDS
     compared: bool = True  # part of the default comparison (False: thresholds only)
     window: str | None = None  # per-second timeline value: a percentile "p95", "error_rate"
+    # What a baseline must share with the candidate for this metric's verdict to be trusted:
+    # "time" (the same machine, shown to run as fast: latency, throughput, CPU time),
+    # "count" (code only: connections or calls per request), "instructions" (the same
+    # valgrind, CPU, Python and packages: see perfaudit.measure.instructions).
+    trust: Literal["time", "count", "instructions"] = "time"
+    # Per-metric gate settings (None: GateSettings' min_effect and resolution).
+    min_effect: float | None = None
+    resolution: float | None = None
+    # Deterministic: noise comes from the spread of sub-windows inside one run (instruction
+    # counts agree to ~0.1 % across fresh processes), so one repeat per side can give a
+    # verdict; ``get_windows`` returns the per-sub-window values of one entry.
+    deterministic: bool = False
+    get_windows: Callable[[Entry], list[float] | None] | None = None
+
+    def window_values(self, entry: Entry) -> list[float]:
+        if self.get_windows is None:
+            return []
+        try:
+            vs = self.get_windows(entry)
+        except (KeyError, TypeError):
+            return []
+        return [float(v) for v in vs or []]
 
     def value(self, entry: Entry) -> float | None:
         try:
@@ -53,6 +75,8 @@ class Metric:
     def fmt(self, v: float | None) -> str:
         if v is None:
             return "n/a"
+        if self.unit == "Ir/req":
+            return f"{v / 1e6:.4g} M Ir/req" if v >= 1e6 else f"{v / 1e3:.4g} k Ir/req"
         if self.unit == "ms":
             return f"{v:.3g} ms" if v < 10 else f"{v:.1f} ms"
         if self.name == "error_rate":
@@ -83,6 +107,37 @@ def _service_cpu_ms(e: Entry) -> float | None:
     if not requests or "service" not in procs:
         return None
     return 1000.0 * procs["service"]["cpu_seconds"] / requests
+
+
+def _instructions(
+    process: str | None,
+) -> tuple[Callable[[Entry], float | None], Callable[[Entry], list[float] | None]]:
+    """Readers of ``entry["cost"]["instructions"]`` (perfaudit.measure.instructions): the
+    whole target's, or one process's, instructions per request and per sub-window."""
+
+    def node(e: Entry) -> Any:
+        cost = ((e.get("cost") or {}).get("instructions")) or {}
+        if cost.get("status") != "ok":
+            return None
+        return cost if process is None else (cost.get("processes") or {}).get(process)
+
+    def get(e: Entry) -> float | None:
+        n = node(e)
+        return None if n is None else n.get("per_request")
+
+    def windows(e: Entry) -> list[float] | None:
+        n = node(e)
+        return None if n is None else n.get("windows")
+
+    return get, windows
+
+
+def _ir_metric(name: str, label: str, process: str | None, compared: bool) -> Metric:
+    get, windows = _instructions(process)
+    return Metric(
+        name, label, "Ir/req", "lower", "log", 1.0, get, compared=compared, trust="instructions",
+        min_effect=0.005, resolution=0.01, deterministic=True, get_windows=windows,
+    )  # fmt: skip
 
 
 def _latency(name: str, label: str, pct: str | None, compared: bool = False) -> Metric:
@@ -124,15 +179,23 @@ METRICS: tuple[Metric, ...] = (
     # worker's background work, which lags when the service is slow (phase3 "does" fewer
     # commands per webhook because its worker falls behind): thresholds only, by default.
     Metric("redis_commands_per_request", "Redis commands/request", "/req", "lower", "abs", 0.5,
-           _derived("redis", "commands"), compared=False),
+           _derived("redis", "commands"), compared=False, trust="count"),
     Metric("redis_new_connections_per_request", "new Redis connections/request", "/req",
-           "lower", "abs", 0.05, _derived("redis", "new_connections")),
+           "lower", "abs", 0.05, _derived("redis", "new_connections"), trust="count"),
     Metric("upstream_calls_per_request", "upstream calls/request", "/req", "lower", "abs", 0.05,
-           _derived("upstreams", "calls"), compared=False),
+           _derived("upstreams", "calls"), compared=False, trust="count"),
     Metric("upstream_new_connections_per_call", "new upstream connections/call", "/call",
-           "lower", "abs", 0.05, _derived("upstreams", "new_connections_per_call")),
+           "lower", "abs", 0.05, _derived("upstreams", "new_connections_per_call"),
+           trust="count"),
     Metric("service_cpu_ms_per_request", "service CPU/request", "ms", "lower", "log", 0.01,
            _service_cpu_ms),
+    # instructions per request under callgrind (measure: [instructions]); every process is
+    # gated on its own: a 1 % change in the service hides in the worker's larger total.
+    _ir_metric("instructions_per_request", "instructions/request", None, compared=False),
+    _ir_metric("service_instructions_per_request", "service instructions/request", "service",
+               compared=True),
+    _ir_metric("worker_instructions_per_request", "worker instructions/request", "worker",
+               compared=True),
 )  # fmt: skip
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
