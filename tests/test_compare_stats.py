@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -44,6 +45,28 @@ def test_mann_whitney_exact_and_approximate() -> None:
     far = mann_whitney(list(range(30)), list(range(100, 130)))
     assert far is not None and far < 1e-6
     assert mann_whitney([], [1.0]) is None
+
+
+def test_mann_whitney_with_ties_is_an_exact_permutation_test() -> None:
+    """Small samples with ties: every arrangement of the mid-ranks, two-sided as twice the
+    smaller tail (scipy's convention)."""
+    x, y = [1.0, 1.0, 2.0, 3.0], [2.0, 3.0, 3.0, 4.0, 4.0]
+    pooled = [*x, *y]
+    ranks = {v: mid_rank(pooled, v) for v in set(pooled)}
+    u = sum(ranks[v] for v in x) - len(x) * (len(x) + 1) / 2
+    null = [
+        sum(ranks[pooled[i]] for i in idx) - len(x) * (len(x) + 1) / 2
+        for idx in itertools.combinations(range(len(pooled)), len(x))
+    ]
+    lo = sum(v <= u + 1e-9 for v in null) / len(null)
+    hi = sum(v >= u - 1e-9 for v in null) / len(null)
+    assert mann_whitney(x, y) == pytest.approx(min(1.0, 2 * min(lo, hi)))
+
+
+def mid_rank(values: list[float], v: float) -> float:
+    """The mid-rank of v among values."""
+    below = sum(x < v for x in values)
+    return below + (sum(x == v for x in values) + 1) / 2
 
 
 def test_bootstrap_is_seeded_and_covers_the_shift() -> None:

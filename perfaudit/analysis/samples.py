@@ -10,6 +10,11 @@ Per repeat (one target start, one measured window) a metric has:
 
 Metrics without a timeline (per-request costs, job and flow latencies) have the value
 only; their CI and noise floor come from the spread between repeats.
+
+Deterministic metrics (instructions per request) have no timeline value: their ``draws``
+are bootstrap replicates of the mean of the run's per-sub-window values, and they have no
+``windows`` (the rank test guards against bursts in time, which instruction counts do not
+have); ``sub_windows`` says how many values the draws came from.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from perfaudit.analysis.metrics import Entry, Metric
 from perfaudit.load.histogram import LatencyHistogram
@@ -41,6 +48,8 @@ class Repeat:
     value: float
     windows: tuple[float, ...] = ()
     draws: tuple[float, ...] = ()
+    repeat: int | None = None  # the entry's 1-based repeat number, when it recorded one
+    sub_windows: int = 0  # deterministic metrics: the per-sub-window values behind ``draws``
 
     def spread(self) -> tuple[float, ...]:
         return self.draws or (self.value,)
@@ -161,17 +170,38 @@ def _resamples(timeline: Timeline, seed: int) -> list[Merged]:
     return [_merge([timeline.seconds[rng.randrange(n)] for _ in range(n)]) for _ in range(DRAWS)]
 
 
+def _deterministic(metric: Metric, entry: Entry, value: float, seed: int) -> Repeat:
+    """DRAWS bootstrap replicates of the mean of the entry's sub-window values (resampled
+    with replacement), centred on the exact value like the timeline metrics' draws."""
+    number = entry.get("repeat")
+    windows = np.asarray(metric.window_values(entry), dtype=float)
+    if len(windows) < 2:
+        return Repeat(value, repeat=number, sub_windows=len(windows))
+    rng = np.random.default_rng(seed)
+    means = windows[rng.integers(0, len(windows), size=(DRAWS, len(windows)))].mean(axis=1)
+    centre = float(windows.mean())
+    if metric.scale == "log" and centre > 0:
+        draws = value * means / centre
+    else:
+        draws = np.maximum(0.0, value + means - centre)
+    return Repeat(value, (), tuple(float(x) for x in draws), number, len(windows))
+
+
 def repeat_of(
     metric: Metric,
     entry: Entry,
     timeline: Timeline | None,
     resamples: list[Merged] | None = None,
+    seed: int = 0,
 ) -> Repeat | None:
     value = metric.value(entry)
     if value is None:
         return None
+    if metric.deterministic:
+        return _deterministic(metric, entry, value, seed)
+    number = entry.get("repeat")
     if timeline is None or metric.window is None:
-        return Repeat(value)
+        return Repeat(value, repeat=number)
     windows = [_window_value(metric, w) for w in timeline.windows]
     whole = _window_value(metric, timeline.seconds)
     kept = _trimmed(metric, timeline)
@@ -191,7 +221,7 @@ def repeat_of(
                 draws.append(value * v / whole)
             else:
                 draws.append(max(0.0, value + v - whole))
-    return Repeat(value, tuple(x for x in windows if x is not None), tuple(draws))
+    return Repeat(value, tuple(x for x in windows if x is not None), tuple(draws), number)
 
 
 def repeats_by_metric(
@@ -203,7 +233,7 @@ def repeats_by_metric(
         timeline = Timeline.of(e) if any(m.window for m in metrics) else None
         resamples = _resamples(timeline, seed + 7919 * i) if timeline else None
         for m in metrics:
-            r = repeat_of(m, e, timeline, resamples)
+            r = repeat_of(m, e, timeline, resamples, seed + 7919 * i)
             if r is not None:
                 out[m.name].append(r)
     return out

@@ -2,7 +2,8 @@
 
 - ``threshold <key>``: a ``<failure type="threshold">`` when the limit is not met;
 - ``compare <metric>``: a ``<failure type="regression">`` when regressed, ``<skipped>``
-  when inconclusive (too noisy to say), passed when unchanged or improved;
+  when inconclusive (too noisy to say: its message names the smallest change the
+  comparison could have detected), passed when unchanged or improved;
 - ``validity``: an ``<error>`` when the run is invalid (generator saturated, a process
   exited): the other cases of that scenario are not to be trusted.
 """
@@ -19,6 +20,7 @@ from perfaudit.report.outcome import (
     change_text,
     check_text,
     ci_text,
+    detectable_text,
     floor_text,
     value_text,
 )
@@ -82,7 +84,7 @@ def _scenario(suite: ET.Element, o: ScenarioOutcome, counts: dict[str, int]) -> 
         detail = (
             f"{m.label}: baseline {value_text(m, 'baseline')} -> candidate "
             f"{value_text(m, 'candidate')} ({change_text(m)}, 95 % CI {ci_text(m)}, noise floor "
-            f"{floor_text(m)}); {m.verdict}: {m.reason}"
+            f"{floor_text(m)}, detectable {detectable_text(m)}); {m.verdict}: {m.reason}"
         )
         if m.verdict == "regressed":
             counts["failures"] += 1
@@ -92,7 +94,8 @@ def _scenario(suite: ET.Element, o: ScenarioOutcome, counts: dict[str, int]) -> 
             fail.text = detail
         elif m.verdict == "inconclusive":
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=f"inconclusive: {m.reason}")
+            message = f"inconclusive (detectable {detectable_text(m)}): {m.reason}"
+            ET.SubElement(case, "skipped", message=message).text = detail
         else:
             ET.SubElement(case, "system-out").text = detail
     if comp.notes:

@@ -11,6 +11,7 @@ from perfaudit.report.outcome import (
     change_text,
     check_text,
     ci_text,
+    detectable_text,
     floor_text,
     value_text,
 )
@@ -91,14 +92,15 @@ def _details(o: ScenarioOutcome) -> list[str]:
         f"<details{' open' if comp.verdict == 'regressed' else ''}><summary><b>{o.name}</b>: "
         f"{VERDICT_ICON.get(comp.verdict, comp.verdict)}</summary>",
         "",
-        "| metric | baseline | candidate | change | 95 % CI | noise floor | verdict |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        # detectable last: the smallest change the verdict could have seen, read after it
+        "| metric | baseline | candidate | change | 95 % CI | noise floor | verdict | detectable |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for m in comp.metrics:
         out.append(
             f"| {_cell(m.label)} | {value_text(m, 'baseline')} | {value_text(m, 'candidate')} | "
             f"{change_text(m)} | {ci_text(m)} | {floor_text(m)} | "
-            f"{VERDICT_ICON.get(m.verdict, m.verdict)} |"
+            f"{VERDICT_ICON.get(m.verdict, m.verdict)} | {detectable_text(m)} |"
         )
     out.append("")
     for note in comp.notes:

@@ -89,6 +89,9 @@ class GateReport:
                     "name": o.name, "target": o.target, "repeats": o.repeats, "status": o.status,
                     "checks": [c.to_dict() for c in o.checks], "invalid": list(o.invalid),
                     "verdict": None if o.comparison is None else o.comparison.verdict,
+                    "detectable": None if o.comparison is None else {
+                        m.metric: detectable_text(m) for m in o.comparison.metrics
+                    },
                 }
                 for o in self.scenarios
             ],
@@ -166,6 +169,16 @@ def floor_text(r: MetricResult) -> str:
     if r.scale == "log" or m is None:
         return "±" + log_text(r.floor, signed=False)
     return "±" + m.diff_text(r.floor, signed=False)
+
+
+def detectable_text(r: MetricResult) -> str:
+    """The smallest change the comparison could have called (min effect or noise floor)."""
+    if r.detectable is None:
+        return "unknown"
+    m = BY_NAME.get(r.metric)
+    if r.scale == "log" or m is None:
+        return "±" + rel_text(r.detectable, signed=False)
+    return "±" + m.diff_text(r.detectable, signed=False)
 
 
 def check_text(c: Check) -> str:

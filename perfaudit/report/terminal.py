@@ -13,6 +13,7 @@ from perfaudit.report.outcome import (
     change_text,
     check_text,
     ci_text,
+    detectable_text,
     floor_text,
     value_text,
 )
@@ -52,13 +53,14 @@ def print_report(report: GateReport, console: Console) -> None:
                 "95 % CI",
                 "noise floor",
                 "verdict",
+                "detectable",  # the smallest change the verdict could have seen
             ):
                 table.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
             for m in sc.metrics:
                 table.add_row(
                     m.label, value_text(m, "baseline"), value_text(m, "candidate"),
                     change_text(m), ci_text(m), floor_text(m),
-                    Text(m.verdict, style=STYLE.get(m.verdict, "")),
+                    Text(m.verdict, style=STYLE.get(m.verdict, "")), detectable_text(m),
                 )  # fmt: skip
             console.print(table)
             for m in sc.metrics:
