@@ -188,6 +188,19 @@ def list_baselines(directory: Path = DEFAULT_DIR) -> list[tuple[Path, Baseline |
 
 
 # -- comparability ---------------------------------------------------------------------
+# A verdict on a metric needs the baseline to share, with the candidate, what the metric's
+# trust class (Metric.trust) depends on:
+#   time          the machine (MACHINE_KEYS), shown to run at the same speed (calibrate;
+#                 in the gate also a canary repeat), and the load settings;
+#   count         the load settings only (connections or calls per request: code, not speed);
+#   instructions  the cost environment (COST_KEYS and COST_SETTINGS) and stand-in behaviour.
+TIME, COUNT, INSTRUCTIONS = "time", "count", "instructions"
+TRUST_CLASSES = (TIME, COUNT, INSTRUCTIONS)
+COST_KEYS = ("valgrind", "cpu_model", "cpu_flags", "arch", "python", "packages")
+COST_SETTINGS = ("requests", "windows", "warmup_requests")
+Reasons = dict[str, str]  # trust class -> why the baseline is not trusted for it
+
+
 def machine_differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
     """How the recording machine differs from this one, in the keys that move latency."""
     out = []
@@ -225,39 +238,335 @@ def _short(v: Any) -> str:
     return repr(v)
 
 
+def measures(scenario: dict[str, Any]) -> tuple[str, ...]:
+    """What a (planned or recorded) scenario measures: "latency" (the load run), and/or
+    "instructions" (callgrind counts). Scenarios from before ``measure:`` are latency only."""
+    return tuple(scenario.get("measure") or ("latency",))
+
+
+def needed_classes(scenario: dict[str, Any]) -> tuple[str, ...]:
+    """The trust classes a scenario's verdicts need: the load run gives time and count
+    metrics, the instructions measure instruction metrics."""
+    m = measures(scenario)
+    return ((TIME, COUNT) if "latency" in m else ()) + (
+        (INSTRUCTIONS,) if "instructions" in m else ()
+    )
+
+
+# -- instruction counts ------------------------------------------------------------------
+def instruction_environment(entry: Entry) -> dict[str, Any] | None:
+    """The cost environment an entry's instruction counts were made in (None: no counts)."""
+    cost = (entry.get("cost") or {}).get("instructions") or {}
+    if not isinstance(cost, dict) or cost.get("status") != "ok":
+        return None
+    env = cost.get("environment")
+    return env if isinstance(env, dict) else {}
+
+
+def cost_settings(scenario: dict[str, Any]) -> dict[str, Any] | None:
+    """The instruction measure's settings a planned scenario will run with (``cost:``),
+    or None when the scenario does not say (then they are checked after the run)."""
+    cost = scenario.get("cost")
+    if not isinstance(cost, dict):
+        return None
+    return {k: cost[k] for k in COST_SETTINGS if k in cost} or None
+
+
+def this_cost_environment(settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """This machine's cost environment for a planned instructions measure; without
+    ``settings`` (unknown) it has none and only the machine and software are compared."""
+    try:
+        from perfaudit.measure.environment import cost_environment
+    except ImportError:  # before the instructions measure: the same facts, read here
+        env = _this_cost_environment()
+    else:
+        env = cost_environment(settings or {})
+    env.pop("settings", None)
+    if settings is not None:
+        env["settings"] = dict(settings)
+    return env
+
+
+def _this_cost_environment() -> dict[str, Any]:
+    import hashlib
+    import platform
+    import subprocess
+    import sys
+
+    try:
+        vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, timeout=10)
+        valgrind = vg.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        valgrind = None
+    model = flags = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags" and flags is None:
+                flags = value.strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256(" ".join(sorted((flags or "").split())).encode()).hexdigest()
+    return {
+        "valgrind": valgrind, "arch": platform.machine(), "cpu_model": model,
+        "cpu_flags": digest[:16] if flags else None, "python": sys.version,
+        "packages": results.package_versions(),
+    }  # fmt: skip
+
+
+def instruction_differences(
+    recorded: Entry | dict[str, Any], here: Entry | dict[str, Any]
+) -> list[str]:
+    """What keeps ``recorded``'s instruction counts from being compared with ``here``'s:
+    the valgrind version, CPU model and flags, architecture, the full Python version, the
+    package versions, and the measure's settings (requests, windows, warm-up requests).
+
+    Either side is an entry (its ``cost.instructions.environment``) or a cost environment
+    (:func:`this_cost_environment` for a planned run: without ``settings`` when unknown,
+    then only the machine and software are compared)."""
+    a = instruction_environment(recorded) if "cost" in recorded else recorded
+    b = instruction_environment(here) if "cost" in here else here
+    if a is None or b is None:
+        return ["no instruction counts " + ("there" if a is None else "here")]
+    out = []
+    for key in COST_KEYS:
+        if a.get(key) != b.get(key):
+            out.append(_cost_diff(key, a.get(key), b.get(key)))
+    if "settings" in b:
+        sa = {k: (a.get("settings") or {}).get(k) for k in COST_SETTINGS}
+        sb = {k: (b.get("settings") or {}).get(k) for k in COST_SETTINGS}
+        if sa != sb:
+            out.append(_cost_diff("settings", sa, sb))
+    return out
+
+
+def _cost_diff(key: str, a: Any, b: Any) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(set(a) | set(b))
+        return f"{key} " + ", ".join(
+            f"{k} {a.get(k)!r} there, {b.get(k)!r} here" for k in keys if a.get(k) != b.get(k)
+        )
+    return f"{key} {a!r} there, {b!r} here"
+
+
+def _instruction_reason(diffs: list[str]) -> str:
+    return (
+        "its instruction counts were made under another cost environment (" + "; ".join(diffs) + ")"
+    )
+
+
 @dataclass
 class Comparability:
     machine: list[str]  # differences between the machines (all scenarios)
     settings: dict[str, list[str]]  # per scenario: load-settings differences
     missing: list[str]  # scenarios the baseline does not have
+    calibration: str | None = None  # why the machine is not shown to run at the same speed
+    instructions: dict[str, list[str]] = field(default_factory=dict)  # per scenario
+    needs: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per scenario: classes
+
+    def reasons(self, scenario: str) -> Reasons:
+        """Per trust class the scenario needs, why the stored baseline cannot be trusted
+        for it (empty: it can, as far as the recordings show; time still needs a canary)."""
+        needs = self.needs.get(scenario, (TIME, COUNT))
+        out: Reasons = {}
+        settings = self.settings.get(scenario)
+        other = "recorded with other load settings (" + "; ".join(settings or []) + ")"
+        if COUNT in needs and settings:
+            out[COUNT] = other
+        if TIME in needs:
+            if self.machine:
+                out[TIME] = "recorded on another machine (" + "; ".join(self.machine) + ")"
+            elif settings:
+                out[TIME] = other
+            elif self.calibration:
+                out[TIME] = self.calibration
+        if INSTRUCTIONS in needs and self.instructions.get(scenario):
+            out[INSTRUCTIONS] = _instruction_reason(self.instructions[scenario])
+        return out
 
     def untrusted(self, scenario: str) -> str | None:
         """Why the baseline cannot be trusted for this scenario's verdict (None: it can)."""
-        if self.machine:
-            return "recorded on another machine (" + "; ".join(self.machine) + ")"
-        if self.settings.get(scenario):
-            return "recorded with other load settings (" + "; ".join(self.settings[scenario]) + ")"
-        return None
+        reasons = self.reasons(scenario)
+        return "; ".join(dict.fromkeys(reasons.values())) if reasons else None
 
     def needs_remeasure(self, scenarios: list[str]) -> list[str]:
-        return [s for s in scenarios if s not in self.missing and self.untrusted(s)]
+        return [s for s in scenarios if s not in self.missing and self.reasons(s)]
 
 
 def comparability(
-    baseline: Baseline, environment: dict[str, Any], planned: dict[str, Entry]
+    baseline: Baseline,
+    environment: dict[str, Any],
+    planned: dict[str, Entry],
+    cost_environment: Any = None,
 ) -> Comparability:
-    """``planned``: per scenario, an entry-like dict with the ``scenario`` as it will run."""
+    """``planned``: per scenario, an entry-like dict with the ``scenario`` as it will run.
+    ``cost_environment(settings)``: this machine's cost environment (default
+    :func:`this_cost_environment`), asked only for scenarios that measure instructions."""
+    from perfaudit import calibrate
+
+    cost_env = cost_environment or this_cost_environment
     recorded = baseline.by_scenario()
-    settings = {}
+    settings: dict[str, list[str]] = {}
+    instructions: dict[str, list[str]] = {}
+    needs: dict[str, tuple[str, ...]] = {}
     missing = []
     for name, entry in planned.items():
         if name not in recorded:
             missing.append(name)
             continue
+        sc = entry.get("scenario") or {}
+        needs[name] = needed_classes(sc)
         diff = settings_differences(recorded[name][0], entry)
         if diff:
             settings[name] = diff
-    return Comparability(machine_differences(baseline.environment, environment), settings, missing)
+        if INSTRUCTIONS in needs[name]:
+            diffs = _stored_instruction_differences(
+                recorded[name], entry, cost_env(cost_settings(sc))
+            )
+            if diffs:
+                instructions[name] = diffs
+    cal = calibrate.difference(
+        baseline.environment.get("calibration"), environment.get("calibration"),
+        ("the baseline", "this run"),
+    )  # fmt: skip
+    return Comparability(
+        machine_differences(baseline.environment, environment), settings, missing, cal,
+        instructions, needs,
+    )  # fmt: skip
+
+
+def _stored_instruction_differences(
+    stored: list[Entry], planned: Entry, here: dict[str, Any]
+) -> list[str]:
+    counted = [e for e in stored if instruction_environment(e) is not None]
+    if not counted:
+        return ["the baseline has no instruction counts for this scenario"]
+    out = instruction_differences(counted[0], here)
+    standins = [d for d in settings_differences(counted[0], planned) if d.startswith("standins")]
+    return out + standins
+
+
+def recorded_trust(
+    env_a: dict[str, Any],
+    entries_a: list[Entry],
+    env_b: dict[str, Any],
+    entries_b: list[Entry],
+) -> dict[str, Reasons]:
+    """Per scenario of B that A has, per trust class, why A's recorded numbers cannot
+    give B a verdict (nothing is re-run: ``perfaudit compare``, ``perfaudit report``).
+    Time needs the same machine and load settings and both recordings' calibrations to
+    agree; a recording without a calibration never gives a time verdict."""
+    from perfaudit import calibrate
+
+    machine = machine_differences(env_a, env_b)
+    cal = calibrate.difference(env_a.get("calibration"), env_b.get("calibration"), ("A", "B"))
+    by_a = _by_name(entries_a)
+    out: dict[str, Reasons] = {}
+    for name, bs in _by_name(entries_b).items():
+        if name not in by_a:
+            continue
+        a, b = by_a[name][0], bs[0]
+        reasons: Reasons = {}
+        diff = settings_differences(a, b)
+        if diff:
+            reasons[COUNT] = reasons[TIME] = (
+                "A and B ran with other load settings (" + "; ".join(diff) + ")"
+            )
+        if machine:
+            reasons[TIME] = (
+                "A and B were recorded on different machines (" + "; ".join(machine) + ")"
+            )
+        elif cal and not diff:
+            reasons[TIME] = cal
+        ca = [e for e in by_a[name] if instruction_environment(e) is not None]
+        cb = [e for e in bs if instruction_environment(e) is not None]
+        if ca and cb:
+            idiff = instruction_differences(ca[0], cb[0])
+            idiff += [d for d in settings_differences(ca[0], cb[0]) if d.startswith("standins")]
+            if idiff:
+                reasons[INSTRUCTIONS] = _instruction_reason(idiff)
+        if reasons:
+            out[name] = reasons
+    return out
+
+
+def _by_name(entries: list[Entry]) -> dict[str, list[Entry]]:
+    out: dict[str, list[Entry]] = {}
+    for e in entries:
+        if not e.get("profiled"):
+            out.setdefault(e["name"], []).append(e)
+    return out
+
+
+# -- the canary ----------------------------------------------------------------------------
+CANARY_METRICS = ("p50_ms", "p95_ms")
+CANARY_QUANTILE = 0.995  # two-sided 99 % prediction interval
+CANARY_MIN_SD = 0.02  # a baseline's repeats never count as quieter than 2 % between restarts
+
+
+@dataclass(frozen=True)
+class CanaryCheck:
+    trusted: bool
+    text: str  # what the canary showed, for the notes
+
+
+def canary_check(stored: list[Entry], canary: Entry) -> CanaryCheck:
+    """Is one fresh repeat of the baseline's configuration (the canary) inside the stored
+    repeats' own noise, on p50 and p95? Per metric, with the stored repeats' log values
+    (mean m, sd s floored at :data:`CANARY_MIN_SD`, n repeats), the canary c must satisfy
+    |log c - m| <= t(0.995, n-1) * s * sqrt(1 + 1/n): a 99 % prediction interval for one
+    more repeat of the same machine and code. Outside it, this machine does not run the
+    baseline's configuration the way the baseline recorded it."""
+    import math
+    import statistics
+
+    from perfaudit.analysis.metrics import BY_NAME
+    from perfaudit.analysis.samples import repeats_by_metric
+    from perfaudit.analysis.stats import t_quantile
+
+    if not (canary.get("validity") or {}).get("valid", True):
+        why = "; ".join((canary.get("validity") or {}).get("reasons") or []) or "invalid"
+        return CanaryCheck(False, f"the canary repeat was invalid ({why})")
+    valid = [
+        e for e in stored if (e.get("validity") or {}).get("valid", True) and not e.get("profiled")
+    ]
+    metrics = [BY_NAME[m] for m in CANARY_METRICS]
+    base = repeats_by_metric(metrics, valid)
+    fresh = repeats_by_metric(metrics, [canary])
+    parts, outside = [], []
+    for m in metrics:
+        values = [r.value for r in base[m.name] if r.value > 0]
+        if not fresh[m.name] or fresh[m.name][0].value <= 0:
+            continue
+        if len(values) < 2:
+            return CanaryCheck(
+                False, f"the baseline has {len(values)} valid repeat(s) of {m.label}: its "
+                "noise between restarts is unknown"
+            )  # fmt: skip
+        logs = [math.log(v) for v in values]
+        n, mean = len(logs), statistics.fmean(logs)
+        sd = max(statistics.stdev(logs), CANARY_MIN_SD)
+        half = t_quantile(CANARY_QUANTILE, n - 1) * sd * math.sqrt(1 + 1 / n)
+        c = fresh[m.name][0].value
+        lo, hi = math.exp(mean - half), math.exp(mean + half)
+        text = f"{m.label} {m.fmt(c)} (interval {m.fmt(lo)}..{m.fmt(hi)})"
+        parts.append(text)
+        if abs(math.log(c) - mean) > half:
+            outside.append(text)
+    if not parts:
+        return CanaryCheck(False, "the canary recorded no p50 or p95 latency to check")
+    n = len(valid)
+    if outside:
+        return CanaryCheck(
+            False, f"a canary repeat fell outside the baseline's 99 % prediction interval "
+            f"from its {n} repeats: {'; '.join(outside)}"
+        )  # fmt: skip
+    return CanaryCheck(
+        True, f"a canary repeat fell inside the baseline's 99 % prediction intervals from its "
+        f"{n} repeats: {'; '.join(parts)}"
+    )  # fmt: skip
 
 
 def read_entries(

@@ -212,6 +212,19 @@ def run(
             "profile: keys. One extra run per profiler (the run takes that much longer)",
         ),
     ] = None,
+    measure: Annotated[
+        str | None,
+        typer.Option(
+            "--measure",
+            help="what to measure, comma-separated: latency (the load run; the default) and "
+            "instructions (instructions per request under valgrind callgrind: deterministic "
+            "to ~0.1 %, for the CI gate); replaces the scenarios' measure: keys",
+        ),
+    ] = None,
+    cost_requests: Annotated[
+        int | None,
+        typer.Option(help="requests the instructions measure sends (overrides cost.requests)"),
+    ] = None,
     baseline: Annotated[str | None, typer.Option(help=gate_help.BASELINE)] = None,
     repeat: Annotated[int | None, typer.Option(help=gate_help.REPEAT)] = None,
     junit: Annotated[Path | None, typer.Option(help=gate_help.JUNIT)] = None,
@@ -222,6 +235,7 @@ def run(
 
     from perfaudit.profile import ProfileSpecError, parse_cli
     from perfaudit.profile.terminal import print_profiles
+    from perfaudit.report.cost_terminal import cost_summary, print_cost
     from perfaudit.run.display import LiveDisplay, QuietEvents, explain, final_table
     from perfaudit.run.runner import RunOptions, run_scenarios
     from perfaudit.scenario import ScenarioError, UnknownScenarioError, load_scenarios, select
@@ -248,12 +262,14 @@ def run(
         profile_specs = parse_cli(profile)
     except ProfileSpecError as exc:
         raise fail(exitcodes.USAGE, str(exc)) from None
+    measures = _measures(measure, cost_requests)
     options = RunOptions(
         out_dir=out, duration_s=duration, warmup_s=warmup, variant=variant,
         with_=tuple(with_ or ()), without=tuple(without or ()), redis_url=redis_url,
-        profile=profile_specs,
+        profile=profile_specs, measure=measures, cost_requests=cost_requests,
     )  # fmt: skip
     _profile_preflight(scenarios, options)
+    _measure_preflight(scenarios, options)
     if baseline or repeat is not None or junit or summary_md:  # the CI gate: perfaudit.gate_cli
         code = gate_help.gated_run(scenarios, options, baseline, repeat, junit, summary_md, as_json)
         raise typer.Exit(code)
@@ -293,12 +309,14 @@ def run(
                 | {k: e[k] for k in ("profiles", "overhead") if k in e}
                 for e in entries
             ],
+            "instructions_per_request": cost_summary(entries),
         }
         print(json_mod.dumps(summary, indent=2, default=str))
     else:
         console.print(final_table(entries, f"run {record.run_id}"))
         explain(entries, console)
         print_profiles(entries, console)
+        print_cost(entries, console)
         console.print(f"results: {out / record.run_id / 'results.json'}", highlight=False)
         for path in report_paths:
             console.print(f"report: {path}", highlight=False)
@@ -330,6 +348,43 @@ def _profile_preflight(scenarios: list[object], options: object) -> None:
                 f"[yellow]warning:[/] {p.profiler}{skip}: {p.message}. Fix: {p.fix}",
                 highlight=False,
             )
+
+
+def _measures(measure: str | None, cost_requests: int | None) -> tuple[str, ...] | None:
+    from perfaudit.scenario.model import MEASURES
+
+    if cost_requests is not None and cost_requests < 2:
+        raise fail(exitcodes.USAGE, f"--cost-requests must be >= 2, got {cost_requests}")
+    if measure is None:
+        return None
+    items = tuple(dict.fromkeys(m.strip() for m in measure.split(",") if m.strip()))
+    bad = [m for m in items if m not in MEASURES]
+    if bad or not items:
+        raise fail(
+            exitcodes.USAGE,
+            f"--measure: unknown measure {(bad or [measure])[0]!r} (known: {', '.join(MEASURES)})",
+        )
+    return items
+
+
+def _measure_preflight(scenarios: list[object], options: object) -> None:
+    """Say before the run what the instructions measure misses, and what it cannot drive."""
+    from perfaudit.measure import callgrind
+    from perfaudit.run.runner import prepare
+
+    counted = [prepare(s, options) for s in scenarios]  # type: ignore[arg-type]
+    counted = [s for s in counted if "instructions" in s.measure]
+    if not counted:
+        return
+    for s in counted:
+        if s.kind != "http":
+            raise fail(exitcodes.USAGE, f"{s.display_path}: measure instructions: only for kind "
+                       f"http, not {s.kind} (leave it out with -s, or use --measure latency)")  # fmt: skip
+        if not s.target.is_reference and not s.target.start:
+            raise fail(exitcodes.USAGE, f"{s.display_path}: measure instructions needs "
+                       "target.start: perfaudit starts the service under valgrind")  # fmt: skip
+    for problem in callgrind.missing():
+        err.print(f"[yellow]warning:[/] instructions (skipped): {problem}", highlight=False)
 
 
 def _exit_code(entries: list[dict[str, object]]) -> int:

@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 BASELINE = (
     "compare with this baseline: a name in scenarios/baselines/ or a baseline file; or, run "
     "side by side, variant:<label> (variant:phase3, variant:optimized-redis-pool) or "
-    "git:<rev> (that revision's perfaudit). A stored baseline from another machine or with "
-    "other load settings is re-measured"
+    "git:<rev> (that revision's perfaudit). A stored baseline is used as stored only where "
+    "this machine is shown to match it (time metrics: CPU, a calibration and a canary repeat; "
+    "counts: the load settings; instructions: valgrind, CPU, Python, packages); otherwise its "
+    "configuration is re-measured side by side"
 )
 REPEAT = "run each scenario N times, each with its own target start (default 3 with --baseline)"
+CONFIRM = (
+    "before failing on a time regression (latency, throughput, CPU), run that scenario again, "
+    "both sides, N repeats each, and fail only if the second round shows it too"
+)
 JUNIT = "write JUnit XML here: a test case per scenario and check"
 SUMMARY = "write a Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)"
 EXIT_CODES = (
@@ -61,6 +67,7 @@ def gated_run(
     junit: Path | None,
     summary: Path | None,
     as_json: bool,
+    confirm: bool = True,
 ) -> int:
     from perfaudit.cli import _sigterm_as_interrupt
     from perfaudit.gate import DEFAULT_REPEAT, GateError, GateOptions, plan, print_gate, run_gate
@@ -74,7 +81,7 @@ def gated_run(
     n = repeat if repeat is not None else (DEFAULT_REPEAT if baseline else 1)
     if n < 1:
         raise fail(exitcodes.USAGE, f"--repeat must be >= 1, got {n}")
-    gate = GateOptions(baseline=baseline, repeat=n, junit=junit, summary=summary)
+    gate = GateOptions(baseline=baseline, repeat=n, junit=junit, summary=summary, confirm=confirm)
     try:
         plan(scenarios, options, gate)  # usage errors before anything starts
     except GateError as exc:
@@ -98,7 +105,7 @@ def gated_run(
     except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
         raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
     if as_json:
-        print(json.dumps(result.report.to_dict(), indent=2, default=str))
+        print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
         print_gate(result, console)
     return result.report.exit_code
@@ -270,6 +277,13 @@ def show(
         f"git {env.get('git_commit')}{' (dirty)' if env.get('git_dirty') else ''}",
         highlight=False,
     )
+    cal = env.get("calibration") or {}
+    console.print(
+        f"machine calibration: {1000 * cal['median_s']:.1f} ms median ({cal.get('workload')})"
+        if cal.get("median_s")
+        else "machine calibration: none (its time metrics are never trusted as stored)",
+        highlight=False,
+    )
     console.print(f"command: {' '.join(b.source.get('command') or [])}", highlight=False)
     for scenario, recorded in b.by_scenario().items():
         # The values a comparison reads: valid repeats, latency without the worst seconds.
@@ -327,13 +341,16 @@ def compare(
     """Compare B with A per scenario and metric: change, CI, noise floor, verdict.
 
     Verdicts: improved, regressed, unchanged, inconclusive (too noisy to say). Nothing
-    is re-run: when A and B were recorded on different machines or with other load
-    settings, their verdicts are inconclusive (re-measure side by side with
-    `perfaudit run --baseline A`)."""
+    is re-run, so verdicts are given per class of metric only where the recordings show
+    they can be: time (latency, throughput, CPU) needs the same machine, both recordings'
+    calibrations within 10 % and the same load settings; counts (connections per request)
+    the same load settings; instructions the same cost environment. Others are
+    inconclusive (re-measure side by side with `perfaudit run --baseline A`)."""
     from perfaudit import baseline as bl
     from perfaudit.analysis.compare import compare_entries
     from perfaudit.report import junit as junit_mod
     from perfaudit.report import markdown_summary
+    from perfaudit.report.cost_terminal import print_cost_diff
     from perfaudit.report.outcome import build_report
     from perfaudit.report.terminal import print_report
 
@@ -348,28 +365,7 @@ def compare(
         eb = [e for e in eb if e["name"] in scenario]
         if not eb:
             raise fail(exitcodes.USAGE, f"B has none of: {', '.join(scenario)}")
-    untrusted: dict[str, str] = {}
-    machine = bl.machine_differences(env_a, env_b)
-    first_a = {e["name"]: e for e in reversed(ea)}
-    for e in eb:
-        if e["name"] in untrusted or e["name"] not in first_a:
-            continue
-        if machine:
-            untrusted[e["name"]] = (
-                "A and B were recorded on different machines (" + "; ".join(machine) + ")"
-            )
-        else:
-            diff = bl.settings_differences(first_a[e["name"]], e)
-            if diff:
-                untrusted[e["name"]] = (
-                    "A and B ran with other load settings (" + "; ".join(diff) + ")"
-                )
-    notes = []
-    if untrusted:
-        notes.append(
-            "some baselines are not trusted for a verdict; re-measure side by side with "
-            f"`perfaudit run --baseline {baseline}`"
-        )
+    untrusted, notes = recorded_untrusted(env_a, ea, env_b, eb, baseline)
     comparison = compare_entries(
         ea, eb, baseline_label=la, candidate_label=lb, mode="recorded", untrusted=untrusted,
         notes=notes,
@@ -384,9 +380,32 @@ def compare(
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print_report(report, console)
+        print_cost_diff(ea, eb, console)
         for path in written:
             console.print(f"report: {path}", highlight=False)
     raise typer.Exit(report.exit_code)
+
+
+def recorded_untrusted(
+    env_a: dict[str, Any],
+    entries_a: list[dict[str, Any]],
+    env_b: dict[str, Any],
+    entries_b: list[dict[str, Any]],
+    baseline: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """Per scenario and trust class, why A's recorded numbers cannot give B a verdict
+    (perfaudit.baseline.recorded_trust), and the note that says how to get one."""
+    from perfaudit import baseline as bl
+
+    untrusted: dict[str, Any] = dict(bl.recorded_trust(env_a, entries_a, env_b, entries_b))
+    notes = []
+    if untrusted:
+        notes.append(
+            "some verdicts are withheld (recorded on another machine, at another machine "
+            "speed, without a calibration, or with other settings); re-measure side by side "
+            f"with `perfaudit run --baseline {baseline}`"
+        )
+    return untrusted, notes
 
 
 def _render_compared(

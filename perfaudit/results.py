@@ -53,12 +53,8 @@ def environment() -> dict[str, Any]:
     """Facts about the machine and software a reader needs to trust or compare a run."""
     import psutil
 
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
+    from perfaudit import calibrate
+
     status = _git("status", "--porcelain")
     return {
         "hostname": socket.gethostname(),
@@ -69,8 +65,21 @@ def environment() -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
-        "packages": packages,
+        "packages": package_versions(),
+        # How fast this machine ran a fixed piece of Python work now: the same CPU model
+        # can run 2x slower, and time-based baselines are trusted only at the same speed.
+        "calibration": calibrate.this_machine(),
     }
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    packages: dict[str, str | None] = {}
+    for name in names:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return packages
 
 
 def _cpu_model() -> str | None:

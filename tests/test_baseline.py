@@ -12,7 +12,9 @@ from test_compare_entries import entry
 from perfaudit import baseline as bl
 from perfaudit.results import RunRecord, write_atomic
 
-ENV = {"cpu_model": "AMD EPYC", "cpu_count": 2, "python": "3.11.7", "git_commit": "abc"}
+CALIBRATION = {"workload": "web-json-v1", "median_s": 0.09, "spread": 0.01, "times_s": [0.09]}
+ENV = {"cpu_model": "AMD EPYC", "cpu_count": 2, "python": "3.11.7", "git_commit": "abc",
+       "calibration": CALIBRATION}  # fmt: skip
 
 
 def record(run_id: str, n: int = 2, env: dict | None = None) -> RunRecord:

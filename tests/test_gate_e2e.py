@@ -64,6 +64,33 @@ def test_aa_on_health_is_no_regression_and_its_runs_can_be_kept_and_compared(
     assert r.returncode == 2 and "no baseline 'nope'" in r.stderr
 
 
+def test_a_stored_baseline_from_this_machine_waits_for_a_canary(tmp_path: Path) -> None:
+    """In one process both recordings carry the same calibration, so the canary decides:
+    trusted as stored, or re-measured with the canary as baseline repeat 1."""
+    from perfaudit import baseline as bl
+    from perfaudit.gate import GateOptions, run_gate
+    from perfaudit.run.display import QuietEvents
+    from perfaudit.run.runner import RunOptions
+    from perfaudit.scenario import load_scenarios
+
+    health = [s for s in load_scenarios() if s.name == "health"]
+    options = RunOptions(out_dir=tmp_path / "reports", duration_s=2, warmup_s=1)
+    first = run_gate(health, options, GateOptions(baseline="variant:optimized", repeat=2),
+                     QuietEvents(), ["test"])  # fmt: skip
+    bl.save(bl.from_records("here", [first.records["baseline"]]), tmp_path / "bl")
+    run = run_gate(health, options, GateOptions(baseline="here", repeat=2,
+                   baselines_dir=tmp_path / "bl"), QuietEvents(), ["test"])  # fmt: skip
+    comparison = run.report.comparison
+    assert comparison is not None
+    notes = " | ".join(comparison.notes)
+    assert "canary repeat fell" in notes, notes
+    trusted = "fell inside" in notes
+    assert comparison.mode == ("stored" if trusted else "re-measured"), notes
+    baseline = run.records["baseline"].scenarios
+    assert baseline[0]["canary"] is True and len(baseline) == (1 if trusted else 2)
+    assert (run.out_dir / run.run_id / "repeats" / "canary-1").is_dir()
+
+
 def test_turning_an_optimization_off_is_a_regression_with_exit_code_1(tmp_path: Path) -> None:
     """webhook-text without the Redis pool against the optimized variant, side by side."""
     r = cli("run", "-s", "webhook-text", "--without", "redis-pool", "--baseline",
@@ -88,9 +115,12 @@ def test_optimized_against_the_committed_phase3_baseline_is_improved(tmp_path: P
     [scenario] = report["comparison"]["scenarios"]
     assert scenario["verdict"] == "improved", scenario
     improved = {m["metric"] for m in scenario["metrics"] if m["verdict"] == "improved"}
-    assert {"p95_ms", "redis_new_connections_per_request"} <= improved
-    # Recorded on this machine it is trusted as stored; anywhere else it is re-measured.
-    assert report["comparison"]["mode"] in ("stored", "re-measured")
+    assert "redis_new_connections_per_request" in improved
+    # phase3.json has no machine calibration, so it is re-measured side by side: at 2 v 2
+    # repeats on a busy machine the p95 noise floor can exceed even a ×20 change.
+    p95 = next(m for m in scenario["metrics"] if m["metric"] == "p95_ms")
+    assert p95["verdict"] in ("improved", "inconclusive") and p95["change"] < -0.5, p95
+    assert report["comparison"]["mode"] == "re-measured"
 
 
 def test_bad_baseline_specs_are_usage_errors(tmp_path: Path) -> None:

@@ -47,6 +47,11 @@ def test_a_comparable_stored_baseline_is_trusted_and_nothing_is_rerun(tmp_path: 
     assert [s.key for s in p.sides] == ["candidate"] and p.mode == "stored"
     assert p.remeasured == [] and p.stored is not None
     assert any("has no agent-tools" in n for n in p.notes)
+    # Same machine and calibration: time metrics still wait for a canary repeat each.
+    assert p.canary == ["health", "webhook-text"]
+    assert {n: s.target.variant for n, s in p.again.items()} == {
+        "health": "phase3", "webhook-text": "phase3"
+    }  # fmt: skip
 
 
 def test_another_machine_or_other_settings_means_the_baseline_is_remeasured(

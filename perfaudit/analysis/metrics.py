@@ -119,7 +119,10 @@ def _instructions(
         cost = ((e.get("cost") or {}).get("instructions")) or {}
         if cost.get("status") != "ok":
             return None
-        return cost if process is None else (cost.get("processes") or {}).get(process)
+        if process is None:
+            return cost
+        proc = (cost.get("processes") or {}).get(process)
+        return proc if proc and proc.get("busy", True) else None  # an idle process: no figure
 
     def get(e: Entry) -> float | None:
         n = node(e)

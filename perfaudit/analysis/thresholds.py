@@ -108,6 +108,24 @@ def evaluate_scenario(
     )
 
 
+def evaluate_entry(entry: Entry) -> list[Check]:
+    """The checks of a recorded entry on what it measured: instruction thresholds only when
+    the instructions measure ran, every other threshold (and the Phase 4 default) only when
+    the load run did."""
+    scenario = entry.get("scenario") or {}
+    measures = set(entry.get("measures") or scenario.get("measure") or ["latency"])
+    out = []
+    for key, limit in (scenario.get("thresholds") or {}).items():
+        counted = KEYS[key][0].trust == "instructions"
+        if ("instructions" if counted else "latency") in measures:
+            out.append(_check(key, limit, KEYS[key][0].value(entry), "scenario", ""))
+    default = phase4_default(scenario) if "latency" in measures else None
+    if default is not None and default.key not in (scenario.get("thresholds") or {}):
+        actual = KEYS[default.key][0].value(entry)
+        out.append(_check(default.key, default.limit, actual, "default", default.why))
+    return out
+
+
 def over_repeats(entries: list[Entry]) -> list[Check]:
     """The checks of one scenario run several times: each threshold against the median of
     its per-repeat values, so one noisy repeat neither fails nor passes the build alone."""

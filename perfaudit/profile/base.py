@@ -49,6 +49,11 @@ class Launch:
     env: Mapping[str, str] = field(default_factory=dict)
     python_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     start: str | None = None
+    # reference stack only: a command before the interpreter per process (valgrind), and
+    # how long a process may take to start under it.
+    command_prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    startup_timeout_s: float | None = None
+    standin_config: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -45,6 +43,7 @@ from perfaudit.profile.preflight import lldb_binary, module_problem, ptrace_prob
 from perfaudit.profile.processes import REFERENCE_PROCESSES, profile_targets
 from perfaudit.profile.pyspy import classifier_for
 from perfaudit.profile.spec import ProfileSpec
+from perfaudit.stack.pycommand import wrap_python_start
 
 if TYPE_CHECKING:
     from perfaudit.run.targets import TargetSession
@@ -96,34 +95,9 @@ def _memray(*args: str) -> list[str]:
 
 def rewrite_start(start: str, out: Path, native: bool) -> str | None:
     """``target.start`` run under ``memray run -o out``, or None when it cannot be rewritten
-    (a shell pipeline, an interpreter flag, not Python). The rest of the command is kept as
-    written, so shell expansions in it still work."""
-    text = start.strip()
-    if not text:
-        return None
-    first, _, rest = text.partition(" ")
-    rest = rest.strip()
+    (a shell pipeline, an interpreter flag, not Python)."""
     opts = ["run", "--force", "--quiet", "-o", str(out), *(["--native"] if native else [])]
-    prefix = " ".join(shlex.quote(o) for o in opts)
-    name = first.rsplit("/", 1)[-1]
-    if name.startswith("python"):
-        if not rest or (rest.startswith("-") and not rest.startswith("-m ")):
-            return None
-        return f"{first} -m memray {prefix} {rest}"
-    path = shutil.which(first)
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            shebang = f.readline().decode(errors="replace")
-    except OSError:
-        return None
-    if not shebang.startswith("#!") or "python" not in shebang:
-        return None
-    interpreter = shebang[2:].strip().split()
-    if not interpreter:
-        return None
-    return f"{shlex.join(interpreter)} -m memray {prefix} {shlex.quote(path)} {rest}".rstrip()
+    return wrap_python_start(start, ["memray", *opts])
 
 
 class MemrayCapture(Capture):

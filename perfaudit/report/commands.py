@@ -71,16 +71,23 @@ def report(
 
 
 def _comparison(run: Path, baseline: str) -> dict[str, Any] | None:
-    """The statistical comparison of the run against the baseline, when both have data."""
+    """The statistical comparison of the run against the baseline, when both have data.
+    Verdicts follow ``perfaudit compare``'s trust rules (nothing is re-run): a class of
+    metric the recordings do not show to be comparable is inconclusive, with the reason."""
     try:
         from perfaudit.analysis.compare import compare_entries
         from perfaudit.baseline import read_entries
+        from perfaudit.gate_cli import recorded_untrusted
 
-        b_label, _, b_entries = read_entries(baseline)
+        b_label, b_env, b_entries = read_entries(baseline)
         record = results.read(run)
+        untrusted, notes = recorded_untrusted(
+            b_env, b_entries, record.environment, record.scenarios, baseline
+        )
         return compare_entries(
             b_entries, record.scenarios, baseline_label=b_label,
-            candidate_label=f"run {record.run_id}", mode="runs",
+            candidate_label=f"run {record.run_id}", mode="recorded", untrusted=untrusted,
+            notes=notes,
         ).to_dict()  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - a report without statistics is still a report
         err.print(f"warning: no statistical comparison ({exc}); showing the baseline's values")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfaudit.analysis import costdiff
+from perfaudit.analysis.metrics import BY_NAME
 from perfaudit.redact import redact
 from perfaudit.refservice import switches as sw
 from perfaudit.report import charts
@@ -90,6 +92,8 @@ def _fmt(value: Any, unit: str) -> str:
         return f"{100 * value:.2f} %"
     if unit == "req/s":
         return f"{value:.1f}"
+    if unit == "Ir":
+        return f"{value:,.0f}"
     return f"{value:.2f}"
 
 
@@ -170,12 +174,12 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
     cmp_metrics = {m["metric"]: m for m in (cmp or {}).get("metrics", [])}
     base_summary = base[0]["summary"] if base else None
     rows = []
-    for key, label, unit in TABLE_METRICS + _kind_metrics(s):
+    for key, label, unit in TABLE_METRICS + _kind_metrics(s) + _instruction_metrics(e):
         check = thresholds.get(key)
         m = cmp_metrics.get(key)
         rows.append(Row(
             label=label,
-            value=_fmt(s.get(key), unit),
+            value=_fmt(_value(e, key), unit),
             threshold=_fmt(check["limit"], unit) if check else "",
             threshold_ok=check["passed"] if check else None,
             baseline=_fmt(m["baseline"] if m else (base_summary or {}).get(key), unit)
@@ -184,15 +188,21 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
             if m else "",
             verdict=m["verdict"] if m else "",
         ))  # fmt: skip
-    hists = {"this run": e["load"]["latency"]}
-    timelines = {"this run": e["load"]["timeline"]}
-    if base:
-        hists = {f"baseline ({base[0]['target']['label']})": base[0]["load"]["latency"], **hists}
-        timelines = {"baseline": base[0]["load"]["timeline"], **timelines}
-    chart_map = {
-        "Latency by percentile": charts.percentile_curve(hists, e["name"]),
-        "Latency and throughput over time": charts.load_timeline(timelines, e["load"]["warmup_s"]),
-    }
+    chart_map = {}
+    if "latency" in (e.get("load") or {}):  # an instructions-only entry has no load run
+        hists = {"this run": e["load"]["latency"]}
+        timelines = {"this run": e["load"]["timeline"]}
+        timed = [b for b in base if "latency" in (b.get("load") or {})]
+        if timed:
+            hists = {f"baseline ({timed[0]['target']['label']})": timed[0]["load"]["latency"],
+                     **hists}  # fmt: skip
+            timelines = {"baseline": timed[0]["load"]["timeline"], **timelines}
+        chart_map = {
+            "Latency by percentile": charts.percentile_curve(hists, e["name"]),
+            "Latency and throughput over time": charts.load_timeline(
+                timelines, e["load"]["warmup_s"]
+            ),
+        }
     if e["server"].get("process", {}).get("processes"):
         chart_map["CPU, RSS and event-loop lag over the steady window"] = charts.server_timeline(
             e["server"]["process"], e["server"].get("loop_lag")
@@ -207,7 +217,7 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
         verdict=e["verdict"],
         profiled=bool(profiles),
         rows=rows,
-        costs=[(k, redact(v)) for k, v in _costs(e)],
+        costs=[(k, redact(v)) for k, v in _costs(e) + _instruction_costs(e, base)],
         checks=e["checks"],
         reasons=[redact(r) for r in e["validity"]["reasons"]],
         charts=chart_map,
@@ -216,6 +226,48 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
         comparison_verdict=(cmp or {}).get("verdict", ""),
         notes=[redact(n) for n in (cmp or {}).get("notes", [])],
     )
+
+
+def _value(e: Entry, key: str) -> Any:
+    metric = BY_NAME.get(key)
+    if metric is not None and metric.trust == "instructions":
+        return metric.value(e)
+    return e["summary"].get(key)
+
+
+def _instruction_metrics(e: Entry) -> list[tuple[str, str, str]]:
+    if not costdiff.processes([e]):
+        return []
+    return [
+        (f"{p}_instructions_per_request", f"{p} instructions / request", "Ir")
+        for p in costdiff.processes([e])
+        if f"{p}_instructions_per_request" in BY_NAME and costdiff.busy([e], p)
+    ]
+
+
+def _instruction_costs(e: Entry, base: list[Entry]) -> list[tuple[str, str]]:
+    """Where the instructions went (top C functions, most-called Python functions) and,
+    against a baseline that counted them too, the functions that moved most."""
+    out = []
+    for p in costdiff.processes([e]):
+        if not costdiff.busy([e], p):
+            continue
+        top = costdiff.top(e, p, "c", 5)
+        if top:
+            out.append((f"{p}: top C functions (self Ir / request)",
+                        "; ".join(f"{k} {v:,.0f}" for k, v in top)))  # fmt: skip
+        calls = costdiff.top(e, p, "python", 5)
+        if calls:
+            out.append((f"{p}: most-called Python functions (calls / request)",
+                        "; ".join(f"{costdiff.short_name(k)} {v:.3g}" for k, v in calls)))  # fmt: skip
+        for level, unit in (("python", "calls"), ("c", "Ir")):
+            moved = costdiff.diff(base, [e], p, level, 5) if base else []
+            if moved:
+                out.append((
+                    f"{p}: moved most vs baseline ({unit} / request)",
+                    "; ".join(f"{costdiff.short_name(m.name)} {m.delta:+,.3g}" for m in moved),
+                ))  # fmt: skip
+    return out
 
 
 def _kind_metrics(s: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -247,6 +299,8 @@ def _costs(e: Entry) -> list[tuple[str, str]]:
             )
     procs = (e["server"].get("process") or {}).get("processes", {})
     sent = e["summary"].get("requests") or 0
+    if not procs:
+        return out
     for name in ("service", "worker"):
         p = procs.get(name)
         if p and sent:

@@ -91,8 +91,8 @@ class LiveDisplay:
             verdict = entry["verdict"]
             return [
                 row["index"], row["name"], row["target"], "done",
-                f"{s['rps']:.0f}", f"{s['p99_ms']:.1f} ms",
-                f"{s['errors'] + s['dropped']}",
+                _num(s.get("rps"), "{:.0f}"), _num(s.get("p99_ms"), "{:.1f} ms"),
+                f"{s.get('errors', 0) + s.get('dropped', 0)}",
                 Text(verdict.upper(), style=VERDICT_STYLE[verdict]),
             ]  # fmt: skip
         elapsed = time.monotonic() - row["t0"]
@@ -127,21 +127,39 @@ def final_table(entries: list[dict[str, Any]], title: str) -> Table:
     for e in entries:
         s = e["summary"]
         verdict = e["verdict"]
-        rps = f"{s['rps']:.0f}"
+        rps = _num(s.get("rps"), "{:.0f}")
         if s.get("target_rps"):
             rps += f"/{s['target_rps']:.0f}"
         table.add_row(
             e["name"], e["target"]["label"], rps,
-            f"{s['p50_ms']:.2f}", f"{s['p95_ms']:.2f}", f"{s['p99_ms']:.2f}",
-            f"{s['max_ms']:.1f}", f"{100 * s['error_rate']:.2f}",
+            _num(s.get("p50_ms"), "{:.2f}"), _num(s.get("p95_ms"), "{:.2f}"),
+            _num(s.get("p99_ms"), "{:.2f}"), _num(s.get("max_ms"), "{:.1f}"),
+            f"{100 * s['error_rate']:.2f}",
             cost_text(e), Text(verdict.upper(), style=VERDICT_STYLE[verdict]),
         )  # fmt: skip
     return table
 
 
+def _num(v: Any, fmt: str) -> str:
+    """A figure, or "-" where the run did not measure it (an instructions-only entry)."""
+    return "-" if v is None else fmt.format(v)
+
+
+def _instructions_text(entry: dict[str, Any]) -> list[str]:
+    cost = ((entry.get("cost") or {}).get("instructions")) or {}
+    if cost.get("status") != "ok":
+        return [f"instructions {cost['status']}"] if cost.get("status") else []
+    procs = cost.get("processes") or {}
+    return [f"{name} {_ir(p['per_request'])} Ir" for name, p in procs.items() if "per_request" in p]
+
+
+def _ir(v: float) -> str:
+    return f"{v / 1e6:.4g} M" if abs(v) >= 1e6 else f"{v / 1e3:.4g} k"
+
+
 def cost_text(entry: dict[str, Any]) -> str:
     d = entry.get("derived") or {}
-    parts = []
+    parts = _instructions_text(entry)
     redis = d.get("redis")
     if redis and redis.get("commands") is not None:
         parts.append(f"redis {redis['commands']:.1f} cmd")

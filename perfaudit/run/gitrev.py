@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 from perfaudit import results
@@ -67,9 +68,33 @@ class GitRevision:
         command: list[str],
         record: RunRecord,
     ) -> RunRecord:
-        tree = self.export(options.out_dir.parent / f"git-{self.commit[:10]}")
-        out = options.out_dir / record.run_id
-        args = [sys.executable, "-m", "perfaudit.cli", "run", *(str(s.path) for s in scenarios)]
+        # The child runs with cwd = the exported tree: every path handed to it is absolute,
+        # or it would write (and read scenario files) relative to the tree, not to here.
+        out_dir = options.out_dir.resolve()
+        tree = self.export(out_dir.parent / f"git-{self.commit[:10]}").resolve()
+        args = self.command(scenarios, replace(options, out_dir=out_dir / record.run_id))
+        events.note(f"running perfaudit at {self.label}")
+        # PYTHONPATH: the exported tree's perfaudit wins over the installed one, in this
+        # process's children too (service, worker).
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        proc = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True)
+        if proc.returncode == 130:
+            raise KeyboardInterrupt
+        done = self._read(proc, tree)
+        by_name = {s.name: s for s in scenarios}
+        for i, entry in enumerate(done.scenarios, 1):
+            if entry["name"] in by_name:
+                events.scenario_started(by_name[entry["name"]], i, len(done.scenarios))
+            record.scenarios.append(entry)
+            events.scenario_finished(entry)
+        return record
+
+    @staticmethod
+    def command(scenarios: list[Scenario], options: RunOptions) -> list[str]:
+        """``python -m perfaudit.cli run`` with the candidate's scenario files (absolute)
+        and overrides; ``options.out_dir`` is where the child writes its run folders."""
+        files = dict.fromkeys(str(Path(s.path).resolve()) for s in scenarios)
+        args = [sys.executable, "-m", "perfaudit.cli", "run", *files]
         for s in scenarios:
             args += ["-s", s.name]
         for flag, value in (("--duration", options.duration_s), ("--warmup", options.warmup_s),
@@ -80,26 +105,27 @@ class GitRevision:
             args += ["--with", name]
         for name in options.without:
             args += ["--without", name]
-        args += ["--out", str(out), "--json"]
-        events.note(f"running perfaudit at {self.label}")
-        # cwd and PYTHONPATH: the exported tree's perfaudit wins over the installed one, in
-        # this process's children too (service, worker).
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        proc = subprocess.run(args, cwd=tree, env=env, capture_output=True, text=True)
-        if proc.returncode == 130:
-            raise KeyboardInterrupt
+        # Only when asked for: a revision from before --measure would refuse the flag.
+        if options.measure is not None:
+            args += ["--measure", ",".join(options.measure)]
+        if options.cost_requests is not None:
+            args += ["--cost-requests", str(options.cost_requests)]
+        return [*args, "--out", str(options.out_dir.resolve()), "--json"]
+
+    def _read(self, proc: subprocess.CompletedProcess[str], tree: Path) -> RunRecord:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
         try:
             summary = json.loads(proc.stdout)
-            done = results.read(Path(summary["results"]))
-        except (ValueError, KeyError, results.ResultsError):
-            tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+            path = Path(summary["results"])
+        except (ValueError, KeyError, TypeError):
             raise GitRevisionError(
-                f"perfaudit at {self.label} did not run (exit code {proc.returncode}): {tail}"
+                f"perfaudit at {self.label} did not run (exit code {proc.returncode}): "
+                f"{tail or 'no JSON summary on its stdout'}"
             ) from None
-        for i, entry in enumerate(done.scenarios, 1):
-            by_name = {s.name: s for s in scenarios}
-            if entry["name"] in by_name:
-                events.scenario_started(by_name[entry["name"]], i, len(done.scenarios))
-            record.scenarios.append(entry)
-            events.scenario_finished(entry)
-        return record
+        try:
+            return results.read(path if path.is_absolute() else tree / path)
+        except results.ResultsError as exc:
+            raise GitRevisionError(
+                f"perfaudit at {self.label} ran (exit code {proc.returncode}) but its results "
+                f"cannot be read: {exc}"
+            ) from None

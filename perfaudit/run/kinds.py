@@ -58,7 +58,7 @@ def run_http(
     run = RunIds.new()
     extras: dict[str, Any] = {}
     if scenario.prepare.pending_callbacks:
-        extras["seeded_pending"] = _seed_pending(scenario, session, run)
+        extras["seeded_pending"] = seed_pending(scenario, session, run, _request_budget(scenario))
     compiled = compile_request(scenario, session.secrets, host=f"{session.host}:{session.port}")
     config = LoadConfig(
         host=session.host,
@@ -76,12 +76,12 @@ def run_http(
     return result, extras
 
 
-def _seed_pending(scenario: Scenario, session: TargetSession, run: RunIds) -> int:
-    """One pending request per request the run can send, as the job would have stored."""
+def seed_pending(scenario: Scenario, session: TargetSession, run: RunIds, count: int) -> int:
+    """``count`` pending requests (one per request the run can send), as the job would
+    have stored them."""
     import redis
 
     assert session.redis_url, "prepare.pending_callbacks needs the reference target"
-    count = _request_budget(scenario)
     client = redis.Redis.from_url(session.redis_url)
     try:
         pipe = client.pipeline(transaction=False)

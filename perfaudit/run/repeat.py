@@ -42,6 +42,14 @@ class Side:
     scenarios: list[Scenario]
     options: RunOptions
     runner: Runner = run_scenarios  # or another revision's perfaudit (perfaudit.run.gitrev)
+    # Scenarios whose repeat 1 is already done (a canary reused as the first baseline
+    # repeat, see perfaudit.gate): they start at repeat 2.
+    done: frozenset[str] = frozenset()
+    folder: str | None = None  # repeats/<folder>-<n>/ (default: the key)
+
+    def at(self, repeat: int) -> list[Scenario]:
+        """The scenarios this side runs in repeat ``repeat``."""
+        return [s for s in self.scenarios if repeat > 1 or s.name not in self.done]
 
 
 def record_path(out_dir: Path, run_id: str, side: str) -> Path:
@@ -77,39 +85,51 @@ def run_repeats(
     events: RunEvents,
     command: list[str],
     run_id: str | None = None,
+    prior: dict[str, RunRecord] | None = None,
+    label: str = "",
 ) -> dict[str, RunRecord]:
-    """Run every side ``repeats`` times, interleaved; returns one record per side with
+    """Run every side ``repeats`` times, interleaved; returns one record per side key with
     every repeat's entries (``entry["repeat"]``: 1-based). Records are written after each
-    scenario, so an interrupted invocation keeps what finished."""
+    scenario, so an interrupted invocation keeps what finished.
+
+    ``prior``: records of this invocation to go on with (their entries are kept and
+    written again); ``label`` goes before each repeat's tag in the display ("rerun")."""
     run_id = run_id or new_run_id()
     env = environment()
-    records = {
-        s.key: RunRecord(run_id=run_id if s.key == CANDIDATE else f"{run_id}-{s.key}",
-                         created_at=utc_now(), command=command, environment=env)
-        for s in sides
-    }  # fmt: skip
-    total = repeats * sum(len(s.scenarios) for s in sides)
+    records = dict(prior or {})
+    for s in sides:
+        if s.key not in records:
+            records[s.key] = RunRecord(
+                run_id=run_id if s.key == CANDIDATE else f"{run_id}-{s.key}",
+                created_at=utc_now(), command=command, environment=env,
+            )  # fmt: skip
+    total = sum(len(s.at(i)) for i in range(1, repeats + 1) for s in sides)
     done = 0
     short = {CANDIDATE: "B", BASELINE: "A"}
+    keys = {s.key for s in sides}
     status = "failed"
     try:
         for i in range(1, repeats + 1):
             order = sides if i % 2 else list(reversed(sides))
             for side in order:
-                tag = f"[{short.get(side.key, side.key)}{i}]" if len(sides) > 1 else f"[{i}]"
-                sub = RunRecord(run_id=f"{side.key}-{i}", created_at=utc_now(),
+                scenarios = side.at(i)
+                if not scenarios:
+                    continue
+                tag = f"[{short.get(side.key, side.key)}{i}]" if len(keys) > 1 else f"[{i}]"
+                tag = f"{label} {tag}" if label else tag
+                sub = RunRecord(run_id=f"{side.folder or side.key}-{i}", created_at=utc_now(),
                                 command=command, environment=env)  # fmt: skip
                 options = replace(side.options, out_dir=out_dir / run_id / "repeats")
                 labelled = _Labelled(events, tag, done, total)
                 try:
-                    side.runner(side.scenarios, options, labelled, command, sub)
+                    side.runner(scenarios, options, labelled, command, sub)
                 finally:
                     record = records[side.key]
                     for e in sub.scenarios:
                         e["repeat"] = i
                         record.scenarios.append(e)
                     write_atomic(record_path(out_dir, run_id, side.key), record)
-                done += len(side.scenarios)
+                done += len(scenarios)
         status = "complete"
     except KeyboardInterrupt:
         status = "interrupted"

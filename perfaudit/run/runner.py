@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from perfaudit.analysis.thresholds import evaluate_scenario
+from perfaudit.analysis.thresholds import evaluate_entry, evaluate_scenario
 from perfaudit.collect.derive import per_request
 from perfaudit.collect.window import MetricsWindow, collectors_for
 from perfaudit.load import LoadResult, is_valid
@@ -23,7 +23,7 @@ from perfaudit.profile import check as profile_preflight
 from perfaudit.profile import union as profile_union
 from perfaudit.profile.runs import WindowHook, profile_scenario
 from perfaudit.results import RESULTS_FILE, RunRecord, utc_now, write_atomic
-from perfaudit.run.kinds import RUNNERS, with_overrides
+from perfaudit.run.kinds import RUNNERS, seed_pending, with_overrides
 from perfaudit.run.targets import TargetSession, start_target, target_key
 from perfaudit.scenario import Scenario
 from perfaudit.stack.client import StackClient
@@ -40,6 +40,9 @@ class RunOptions:
     redis_url: str | None = None
     # Profilers for every scenario (--profile); None: each scenario's own ``profile:`` key.
     profile: tuple[ProfileSpec, ...] | None = None
+    # Measures for every scenario (--measure); None: each scenario's own ``measure:`` key.
+    measure: tuple[str, ...] | None = None
+    cost_requests: int | None = None  # --cost-requests: overrides cost.requests
 
 
 class RunEvents(Protocol):
@@ -69,6 +72,25 @@ def apply_target_overrides(scenario: Scenario, options: RunOptions) -> Scenario:
     return replace(scenario, target=target)
 
 
+def with_measure(scenario: Scenario, options: RunOptions) -> Scenario:
+    """``--measure`` and ``--cost-requests`` applied (recorded with the scenario as run)."""
+    if options.measure is not None:
+        scenario = replace(scenario, measure=options.measure)
+    if options.cost_requests is not None:
+        cost = scenario.cost
+        windows = min(cost.windows, options.cost_requests)
+        scenario = replace(
+            scenario, cost=replace(cost, requests=options.cost_requests, windows=windows)
+        )
+    return scenario
+
+
+def prepare(scenario: Scenario, options: RunOptions) -> Scenario:
+    """A scenario as this run runs it: target, duration, warm-up and measure overrides."""
+    s = apply_target_overrides(scenario, options)
+    return with_measure(with_overrides(s, options.duration_s, options.warmup_s), options)
+
+
 def run_scenarios(
     scenarios: list[Scenario],
     options: RunOptions,
@@ -79,10 +101,7 @@ def run_scenarios(
     record = record or RunRecord.start(command)
     run_dir = options.out_dir / record.run_id
     results_path = run_dir / RESULTS_FILE
-    prepared = [
-        with_overrides(apply_target_overrides(s, options), options.duration_s, options.warmup_s)
-        for s in scenarios
-    ]
+    prepared = [prepare(s, options) for s in scenarios]
     # Scenarios that share a target share one started target; first-seen order is kept.
     groups: dict[tuple[Any, ...], list[Scenario]] = {}
     for s in prepared:
@@ -97,28 +116,34 @@ def run_scenarios(
     try:
         index = 0
         for n, group in enumerate(groups.values()):
-            events.note(f"starting {group[0].target.label()} ...")
-            session = start_target(
-                group[0].target, run_dir / f"target-{n}", redis_url=options.redis_url
-            )
+            timed = [s for s in group if "latency" in s.measure]
+            counted = [s for s in group if "instructions" in s.measure]
             done: list[tuple[Scenario, dict[str, Any]]] = []
-            try:
-                for scenario in group:
-                    index += 1
-                    events.scenario_started(scenario, index, len(ordered))
-                    entry = run_one(scenario, session, events)
-                    record.scenarios.append(entry)
+            if timed:
+                events.note(f"starting {group[0].target.label()} ...")
+                session = start_target(
+                    group[0].target, run_dir / f"target-{n}", redis_url=options.redis_url
+                )
+                try:
+                    for scenario in timed:
+                        index += 1
+                        events.scenario_started(scenario, index, len(ordered))
+                        entry = run_one(scenario, session, events)
+                        record.scenarios.append(entry)
+                        write_atomic(results_path, record)
+                        events.scenario_finished(entry)
+                        done.append((scenario, entry))
+                        _profile(scenario, entry, session, run_dir, options, events, problems)
+                        write_atomic(results_path, record)
+                finally:
+                    session.close()
+                # Profilers that need the target launched their way, once the shared one is down.
+                for scenario, entry in done:
+                    _profile(scenario, entry, None, run_dir, options, events, problems)
                     write_atomic(results_path, record)
-                    events.scenario_finished(entry)
-                    done.append((scenario, entry))
-                    _profile(scenario, entry, session, run_dir, options, events, problems)
-                    write_atomic(results_path, record)
-            finally:
-                session.close()
-            # Profilers that need the target launched their way, once the shared one is down.
-            for scenario, entry in done:
-                _profile(scenario, entry, None, run_dir, options, events, problems)
-                write_atomic(results_path, record)
+            if counted:
+                index = _count(counted, {s.name: e for s, e in done}, run_dir / f"target-{n}", options, events,
+                               record, results_path, index, len(ordered))  # fmt: skip
         record.status = "complete"
     except KeyboardInterrupt:
         record.status = "interrupted"
@@ -130,6 +155,87 @@ def run_scenarios(
         record.finished_at = utc_now()
         write_atomic(results_path, record)
     return record
+
+
+def _count(
+    scenarios: list[Scenario],
+    timed: dict[str, dict[str, Any]],
+    target_dir: Path,
+    options: RunOptions,
+    events: RunEvents,
+    record: RunRecord,
+    results_path: Path,
+    index: int,
+    total: int,
+) -> int:
+    """The instructions measure of scenarios sharing a target: added to the load run's
+    entry, or an entry of its own when it is the only measure."""
+    from perfaudit.run.instructions import measure_group
+
+    costs = measure_group(scenarios, target_dir, options.redis_url, events.note, seed_pending)
+    for scenario in scenarios:
+        entry = timed.get(scenario.name)
+        if entry is None:
+            index += 1
+            events.scenario_started(scenario, index, total)
+            entry = cost_entry(scenario, costs[scenario.name])
+            record.scenarios.append(entry)
+            events.scenario_finished(entry)
+        else:
+            add_cost(entry, costs[scenario.name])
+        write_atomic(results_path, record)
+    return index
+
+
+def add_cost(entry: dict[str, Any], cost: dict[str, Any]) -> None:
+    entry.setdefault("cost", {})["instructions"] = cost
+    entry["measures"] = sorted({*entry.get("measures", ["latency"]), "instructions"})
+    entry["checks"] = [c.to_dict() for c in evaluate_entry(entry)]
+    _cost_validity(entry, cost)
+
+
+def _cost_validity(entry: dict[str, Any], cost: dict[str, Any]) -> None:
+    if cost.get("status") != "ok":
+        why = "; ".join(cost.get("errors") or []) or cost.get("status", "?")
+        entry["validity"]["reasons"].append(f"instructions {cost.get('status')}: {why}")
+        entry["validity"]["valid"] = False
+    failed = [c for c in entry["checks"] if not c["passed"]]
+    valid = entry["validity"]["valid"]
+    entry["verdict"] = "invalid" if not valid else ("fail" if failed else "pass")
+
+
+def cost_entry(scenario: Scenario, cost: dict[str, Any]) -> dict[str, Any]:
+    """An entry whose only measure is instructions: no latency, no server metrics."""
+    sent = cost.get("sent") or {}
+    requests = int(sent.get("requests", 0))
+    errors = requests - int(sent.get("ok", 0))
+    target = scenario.target.to_dict() | {"label": scenario.target.label()}
+    entry: dict[str, Any] = {
+        "name": scenario.name,
+        "file": str(scenario.path),
+        "kind": scenario.kind,
+        "description": scenario.description,
+        "target": target,
+        "scenario": scenario.to_dict(),
+        "measures": ["instructions"],
+        "started_at": utc_now(),
+        "finished_at": utc_now(),
+        "summary": {
+            "requests": requests,
+            "ok": requests - errors,
+            "errors": errors,
+            "error_rate": errors / requests if requests else 0.0,
+        },  # fmt: skip
+        "load": {},
+        "extras": {},
+        "server": {},
+        "derived": {},
+        "cost": {"instructions": cost},
+        "validity": {"valid": True, "reasons": []},
+    }
+    entry["checks"] = [c.to_dict() for c in evaluate_entry(entry)]
+    _cost_validity(entry, cost)
+    return entry
 
 
 def _profile(

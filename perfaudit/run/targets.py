@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,15 +87,21 @@ def start_target(
 def _start_reference(
     target: Target, run_dir: Path, redis_url: str | None, launch: Launch | None = None
 ) -> TargetSession:
-    stack = Stack(
-        StackOptions(
-            run_dir=run_dir,
-            switches=target.switches,
-            redis_url=redis_url,
-            service_env={**INSTRUMENT_ENV, **(launch.env if launch else {})},
-            python_args=dict(launch.python_args) if launch else {},
-        )
+    options = StackOptions(
+        run_dir=run_dir,
+        switches=target.switches,
+        redis_url=redis_url,
+        service_env={**INSTRUMENT_ENV, **(launch.env if launch else {})},
+        python_args=dict(launch.python_args) if launch else {},
     )
+    if launch is not None:
+        options = replace(
+            options,
+            command_prefix=dict(launch.command_prefix),
+            startup_timeout=launch.startup_timeout_s or options.startup_timeout,
+            standin_config=dict(launch.standin_config) if launch.standin_config else None,
+        )
+    stack = Stack(options)
     info = stack.start()
     try:
         from perfaudit.stack.client import StackClient

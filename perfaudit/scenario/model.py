@@ -224,6 +224,34 @@ class Prepare:
         return {"pending_callbacks": self.pending_callbacks}
 
 
+MEASURES: tuple[str, ...] = ("latency", "instructions")
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """How the instructions measure drives the scenario (perfaudit.measure.instructions):
+    ``requests`` sequential requests after ``warmup_requests``, counted in ``windows``
+    sub-windows (their spread is the run's own noise), with ``idle_s`` idle windows before
+    and after to subtract background work; ``python_calls``: a second, native run counts
+    Python calls per function (where the instructions went, by name)."""
+
+    requests: int = 150
+    warmup_requests: int = 60
+    windows: int = 5
+    idle_s: float = 2.0
+    python_calls: bool = True
+    settle_s: float = 0.5  # external targets: quiet time after the last response
+
+    def settings(self) -> dict[str, Any]:
+        """What two counts must share to be compared."""
+        return {"requests": self.requests, "warmup_requests": self.warmup_requests,
+                "windows": self.windows}  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.settings(), "idle_s": self.idle_s, "python_calls": self.python_calls,
+                "settle_s": self.settle_s}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One validated scenario file. Exactly one of ``request`` (http, flow), ``job`` (job)
@@ -245,6 +273,8 @@ class Scenario:
     prepare: Prepare = Prepare()
     tags: tuple[str, ...] = ()
     profile: tuple[ProfileSpec, ...] = ()  # profilers over the steady window (perfaudit.profile)
+    measure: tuple[str, ...] = ("latency",)  # MEASURES: the load run, callgrind counts
+    cost: CostSpec = CostSpec()
     # key path -> 1-based line, so later errors (a missing env var) can name the place.
     source_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -315,4 +345,6 @@ class Scenario:
             "prepare": self.prepare.to_dict(),
             "tags": list(self.tags),
             "profile": [p.to_dict() for p in self.profile],
+            "measure": list(self.measure),
+            "cost": self.cost.to_dict(),
         }

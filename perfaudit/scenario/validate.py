@@ -24,8 +24,10 @@ from perfaudit.refservice import switches as sw
 from perfaudit.scenario import standins as standins_mod
 from perfaudit.scenario.model import (
     KINDS,
+    MEASURES,
     METHODS,
     REDIS_OPERATIONS,
+    CostSpec,
     JobSpec,
     LoadSpec,
     Prepare,
@@ -54,6 +56,8 @@ TOP_KEYS = (
     "prepare",
     "tags",
     "profile",
+    "measure",
+    "cost",
 )
 TARGET_REFERENCE_KEYS = ("variant", "with", "without")
 TARGET_EXTERNAL_KEYS = ("url", "start", "cwd", "ready_path", "ready_timeout", "profile_process")
@@ -171,6 +175,8 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
     standins = _opt(get("standins"), lambda n: standins_mod.check(c, n, "standins"))
     prepare = _prepare(b, get("prepare")) if "prepare" in top else Prepare()
     profile = _profile(b, get("profile")) if "profile" in top else ()
+    measure = _measure(b, get("measure")) if "measure" in top else ("latency",)
+    cost = _cost(b, get("cost")) if "cost" in top else CostSpec()
 
     # -- checks across sections --------------------------------------------------------
     if target is not None and not target.is_reference:
@@ -190,6 +196,14 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
                     u.key,
                     f"{{{{ {u.name} }}}} is only available for the reference target (use {{{{ env.NAME }}}})",
                 )
+    if "instructions" in measure:
+        if kind not in (None, "http"):
+            c.problem(at("measure"), "measure", f"instructions: only for kind http, not {kind}")
+        if target is not None and not target.is_reference and not target.start:
+            c.problem(
+                at("measure"), "measure",
+                "instructions needs target.start: perfaudit starts the service under valgrind",
+            )  # fmt: skip
     if prepare.pending_callbacks and kind not in (None, "http"):
         c.problem(
             at("prepare"), "prepare.pending_callbacks", "only for kind http (callback scenarios)"
@@ -220,6 +234,8 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
         prepare=prepare,
         tags=tuple(tags),
         profile=profile,
+        measure=measure,
+        cost=cost,
         source_lines=dict(c.lines),
     )
 
@@ -818,6 +834,48 @@ def _profile(b: _Build, node: Node | None) -> tuple[ProfileSpec, ...]:
         except ProfileSpecError as exc:
             c.problem(kn, key, str(exc))
     return tuple(specs)
+
+
+def _measure(b: _Build, node: Node | None) -> tuple[str, ...]:
+    """``measure: instructions`` or ``[latency, instructions]``."""
+    c = b.c
+    assert node is not None
+    items = c.string_list(node, "measure", MEASURES) or ()
+    if not items:
+        c.problem(node, "measure", f"must name at least one of {', '.join(MEASURES)}")
+        return ("latency",)
+    return tuple(dict.fromkeys(items))
+
+
+def _cost(b: _Build, node: Node | None) -> CostSpec:
+    c = b.c
+    assert node is not None
+    keys = ("requests", "warmup_requests", "windows", "idle", "python_calls", "settle")
+    m = c.mapping(node, "cost", keys)
+    if m is None:
+        return CostSpec()
+    values: dict[str, Any] = {}
+    for key, field_name, lo, hi in (("requests", "requests", 2, 100_000),
+                                    ("warmup_requests", "warmup_requests", 0, 100_000),
+                                    ("windows", "windows", 2, 100)):  # fmt: skip
+        if key in m:
+            v = c.number(m[key][1], f"cost.{key}", ge=lo, le=hi, integer=True)
+            if v is not None:
+                values[field_name] = int(v)
+    for key, field_name in (("idle", "idle_s"), ("settle", "settle_s")):
+        if key in m:
+            v = c.duration(m[key][1], f"cost.{key}")
+            if v is not None:
+                values[field_name] = v
+    if "python_calls" in m:
+        v = c.boolean(m["python_calls"][1], "cost.python_calls")
+        if v is not None:
+            values["python_calls"] = bool(v)
+    spec = CostSpec(**values)
+    if spec.windows > spec.requests:
+        c.problem(m.get("windows", m.get("requests"))[1], "cost.windows",
+                  f"must not exceed cost.requests ({spec.requests})")  # fmt: skip
+    return spec
 
 
 def _check_unique_update(b: _Build, kind: str, top: dict[str, tuple[ScalarNode, Node]]) -> None:

@@ -37,6 +37,8 @@ class StackOptions:
     # Interpreter arguments before ``-m module`` per process ("service", "worker"): how a
     # profiler such as ``memray run`` wraps them (``-m memray run -o FILE``).
     python_args: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # A command put before the interpreter per process: ``valgrind --tool=callgrind ...``.
+    command_prefix: Mapping[str, Sequence[str]] = field(default_factory=dict)
     start_worker: bool = True
     startup_timeout: float = 30.0
 
@@ -189,6 +191,7 @@ class Stack:
         service = ManagedProcess(
             "service",
             [
+                *opts.command_prefix.get("service", ()),
                 sys.executable,
                 *opts.python_args.get("service", ()),
                 "-m",
@@ -209,6 +212,7 @@ class Stack:
             worker = ManagedProcess(
                 "worker",
                 [
+                    *opts.command_prefix.get("worker", ()),
                     sys.executable,
                     *opts.python_args.get("worker", ()),
                     "-m",

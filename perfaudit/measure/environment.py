@@ -1,0 +1,81 @@
+"""What an instruction count depends on besides the code: recorded with every count, and
+what a stored instruction baseline must match to be trusted.
+
+glibc picks memcpy/strlen variants from the CPU valgrind presents (its CPUID), Python's
+eval loop and every package's code path count, and the settings decide what is counted.
+A baseline that differs in any of these measures the machine or the software, not the
+change: it is re-measured instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from perfaudit.measure import callgrind
+
+# Every key here must be equal for two counts to be compared.
+MATCH_KEYS = ("valgrind", "arch", "cpu_model", "cpu_flags", "python", "packages", "settings")
+PACKAGES = (
+    "perfaudit", "uvicorn", "starlette", "httptools", "uvloop", "redis", "arq", "httpx",
+    "httpcore", "anyio", "h11", "orjson", "pydantic",
+)  # fmt: skip
+
+
+def _cpuinfo() -> tuple[str | None, str | None]:
+    model = flags = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model is None:
+                model = value.strip()
+            elif key == "flags" and flags is None:
+                flags = value.strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256(" ".join(sorted((flags or "").split())).encode()).hexdigest()
+    return model, (digest[:16] if flags else None)
+
+
+def _packages() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def cost_environment(settings: dict[str, Any]) -> dict[str, Any]:
+    model, flags = _cpuinfo()
+    return {
+        "valgrind": callgrind.version(),
+        "arch": platform.machine(),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "python": sys.version,
+        "packages": _packages(),
+        "settings": dict(settings),
+    }
+
+
+def differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
+    """How two cost environments differ in what moves instruction counts (empty: none)."""
+    out = []
+    for key in MATCH_KEYS:
+        a, b = recorded.get(key), here.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(set(a) | set(b))
+            diff = [f"{k} {a.get(k)!r}→{b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+            out.append(f"{key}: {', '.join(diff)}")
+        else:
+            out.append(f"{key} {a!r} there, {b!r} here")
+    return out
