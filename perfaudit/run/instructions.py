@@ -57,7 +57,6 @@ DETERMINISTIC_STANDINS: dict[str, Any] = {
 }
 STARTUP_TIMEOUT_S = 300.0  # 20-25 s per process measured; a busy machine doubles it
 QUIET_TIMEOUT_S = 600.0
-BRIDGE_REQUESTS = 3
 BUSY_SHARE = 0.05  # net work below this share of the raw count: the process only idled
 KEEP_FUNCTIONS = 400  # per process: enough for a differential, small in results.json
 REFERENCE_PROCESSES = ("service", "worker")
@@ -271,27 +270,30 @@ def measure_scenario(
         seed(scenario, p.session, run, total + 10)
     sent = Sent()
     with _driver(scenario, p.session, run) as driver:
-        if cost.warmup_requests:
-            driver.send(cost.warmup_requests)
-            p.counter.wait_quiet(QUIET_TIMEOUT_S)
-        if not p.frozen:
-            missed = freeze(p.control, p.counter.processes)
-            p.frozen = {n: n not in missed for n in p.counter.processes}
+        # Freeze the collector half-way through the warm-up: right after a freeze the
+        # young heap is empty, full collections come often and the next window was
+        # 0.6 % dearer than the rest; the second half lets that settle.
+        first = cost.warmup_requests // 2
+        for n, then_freeze in ((first, True), (cost.warmup_requests - first, False)):
+            if n:
+                driver.send(n)
+                p.counter.wait_quiet(QUIET_TIMEOUT_S)
+            if then_freeze and not p.frozen:
+                missed = freeze(p.control, p.counter.processes)
+                p.frozen = {name: name not in missed for name in p.counter.processes}
 
         def idle() -> None:
             time.sleep(cost.idle_s)
 
-        idle_before, _ = p.counter.window(idle)
-        # Idle long enough, pooled connections expire (httpx: 4 s): a few uncounted
-        # requests open them again, so the first window starts like every other one.
-        driver.send(BRIDGE_REQUESTS)
-        p.counter.wait_quiet(QUIET_TIMEOUT_S)
         counts = split(cost.requests, windows)
         readings: list[dict[str, Reading]] = []
         for n in counts:
             r, s = p.counter.window(lambda n=n: driver.send(n))
             readings.append(r)
             sent.add(s)
+        # Both idle windows after the counted ones: an idle gap before a window made it
+        # ~0.5 % dearer than the rest (pooled connections expire, timers fire late).
+        idle_before, _ = p.counter.window(idle)
         idle_after, _ = p.counter.window(idle)
     out = {
         name: net_cost(
