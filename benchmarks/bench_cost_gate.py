@@ -101,7 +101,9 @@ def gate(repo: Path, python: str) -> tuple[dict[str, Any], int, float]:
     try:
         report = json.loads(proc.stdout)
     except ValueError:
-        raise SystemExit(f"perfaudit failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"perfaudit failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        ) from None
     return report, proc.returncode, wall
 
 
