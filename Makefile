@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run serve test lint bench clean
+.PHONY: setup sysdeps run serve test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+## sysdeps: Debian packages perfaudit uses (valgrind: --measure instructions); as root only
+sysdeps:
+	@command -v valgrind >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing valgrind (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; \
+	  else \
+	    echo "warning: valgrind is missing (perfaudit run --measure instructions needs it): sudo apt-get install -y valgrind"; \
+	  fi; }
+
+setup: sysdeps $(STAMP)
 
 ## run: set up, then run the main job
 run: setup

@@ -229,6 +229,15 @@ def run(
     repeat: Annotated[int | None, typer.Option(help=gate_help.REPEAT)] = None,
     junit: Annotated[Path | None, typer.Option(help=gate_help.JUNIT)] = None,
     summary_md: Annotated[Path | None, typer.Option("--summary", help=gate_help.SUMMARY)] = None,
+    confirm: Annotated[
+        bool,
+        typer.Option(
+            "--confirm/--no-confirm",
+            help="before a time-based regression fails the run, confirm it with a second, "
+            "independent round of repeats (default on; instruction and count regressions "
+            "are deterministic and never rerun)",
+        ),
+    ] = True,
 ) -> None:
     """Drive each scenario's target with load and measure it; write reports/<run-id>/."""
     import json as json_mod
@@ -271,7 +280,9 @@ def run(
     _profile_preflight(scenarios, options)
     _measure_preflight(scenarios, options)
     if baseline or repeat is not None or junit or summary_md:  # the CI gate: perfaudit.gate_cli
-        code = gate_help.gated_run(scenarios, options, baseline, repeat, junit, summary_md, as_json)
+        code = gate_help.gated_run(
+            scenarios, options, baseline, repeat, junit, summary_md, as_json, confirm
+        )
         raise typer.Exit(code)
     from perfaudit.results import RunRecord
 

@@ -161,24 +161,25 @@ def ci_text(r: MetricResult) -> str:
     return "n/a"
 
 
-def floor_text(r: MetricResult) -> str:
-    """The smallest change this comparison could tell from noise."""
-    if r.floor is None:
+def _size_text(r: MetricResult, value: float | None, as_log: bool) -> str:
+    """A size of change in the metric's scale: relative (from a log-scale or a relative
+    value) for log metrics, a difference in the unit for abs metrics."""
+    if value is None:
         return "unknown"
     m = BY_NAME.get(r.metric)
     if r.scale == "log" or m is None:
-        return "±" + log_text(r.floor, signed=False)
-    return "±" + m.diff_text(r.floor, signed=False)
+        return "±" + (log_text(value, signed=False) if as_log else rel_text(value, signed=False))
+    return "±" + m.diff_text(value, signed=False)
+
+
+def floor_text(r: MetricResult) -> str:
+    """The smallest change this comparison could tell from noise."""
+    return _size_text(r, r.floor, as_log=True)
 
 
 def detectable_text(r: MetricResult) -> str:
     """The smallest change the comparison could have called (min effect or noise floor)."""
-    if r.detectable is None:
-        return "unknown"
-    m = BY_NAME.get(r.metric)
-    if r.scale == "log" or m is None:
-        return "±" + rel_text(r.detectable, signed=False)
-    return "±" + m.diff_text(r.detectable, signed=False)
+    return _size_text(r, r.detectable, as_log=False)
 
 
 def check_text(c: Check) -> str:
