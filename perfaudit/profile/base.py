@@ -54,6 +54,7 @@ class Launch:
     command_prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     startup_timeout_s: float | None = None
     standin_config: Mapping[str, object] | None = None
+    secrets_seed: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ DETERMINISTIC_STANDINS: dict[str, Any] = {
     "callback_jitter_ms": 0,
     "callback_failure_rate": 0,
 }
+SECRETS_SEED = "perfaudit-instructions"  # the same secrets in every counted run
 STARTUP_TIMEOUT_S = 300.0  # 20-25 s per process measured; a busy machine doubles it
 QUIET_TIMEOUT_S = 600.0
 BUSY_SHARE = 0.05  # net work below this share of the raw count: the process only idled
@@ -235,6 +236,7 @@ class Pass:
     counter: Counter
     quiet: ReferenceQuiet | None
     control: Path  # the wrapped processes' sockets (perfaudit.measure.pycalls)
+    private_redis: bool = True
     frozen: dict[str, bool] = field(default_factory=dict)
 
 
@@ -257,14 +259,21 @@ def _driver(scenario: Scenario, session: TargetSession, run: RunIds) -> Sequenti
 
 
 def measure_scenario(
-    scenario: Scenario, p: Pass, seed: Seeder | None, windows: int, keep_min: float = 0.5
+    scenario: Scenario,
+    p: Pass,
+    seed: Seeder | None,
+    windows: int,
+    keep_min: float = 0.5,
+    index: int = 0,
 ) -> tuple[dict[str, dict[str, Any]], Sent, float]:
     """Idle, ``windows`` counted windows, idle; returns per-process costs, what was sent
     and the wall time."""
     cost = scenario.cost
     t0 = time.monotonic()
     _configure(scenario, p.session)
-    run = RunIds.new()
+    # The same ids in every run, unless the Redis is shared (--redis-url): there an update
+    # id seen before would be dropped as a re-delivery.
+    run = RunIds.fixed(index) if p.private_redis else RunIds.new()
     total = cost.warmup_requests + cost.requests
     if scenario.prepare.pending_callbacks and seed is not None:
         seed(scenario, p.session, run, total + 10)
@@ -332,7 +341,7 @@ def _start(target_scenario: Scenario, run_dir: Path, redis_url: str | None, laun
     except BaseException:
         session.close()
         raise
-    return Pass(session, counter, quiet, control)
+    return Pass(session, counter, quiet, control, private_redis=redis_url is None)
 
 
 def _close(p: Pass) -> None:
@@ -360,6 +369,7 @@ def callgrind_launch(scenario: Scenario, out_dir: Path, control: Path) -> Launch
             python_args={n: WRAPPER for n in REFERENCE_PROCESSES},
             startup_timeout_s=STARTUP_TIMEOUT_S,
             standin_config=DETERMINISTIC_STANDINS,
+            secrets_seed=SECRETS_SEED,
         )
     assert scenario.target.start
     start = wrap_python_start(scenario.target.start, list(WRAPPER[1:])) or scenario.target.start
@@ -373,6 +383,7 @@ def pycalls_launch(scenario: Scenario, directory: Path) -> Launch | None:
             env=env,
             python_args={n: WRAPPER for n in REFERENCE_PROCESSES},
             standin_config=DETERMINISTIC_STANDINS,
+            secrets_seed=SECRETS_SEED,
         )
     assert scenario.target.start
     start = wrap_python_start(scenario.target.start, list(WRAPPER[1:]))
@@ -418,9 +429,9 @@ def measure_group(
                callgrind_launch(scenarios[0], dumps, control), probe, control)  # fmt: skip
     startup = time.monotonic() - started
     try:
-        for s in scenarios:
+        for i, s in enumerate(scenarios):
             note(f"instructions: {s.name}: {s.cost.requests} requests in {s.cost.windows} windows")
-            out[s.name] = _one(s, p, seed, startup, run_dir, probe)
+            out[s.name] = _one(s, p, seed, startup, run_dir, probe, i)
     finally:
         _close(p)
     calls = [s for s in scenarios if s.cost.python_calls and out[s.name]["status"] == "ok"]
@@ -430,7 +441,7 @@ def measure_group(
 
 
 def _one(s: Scenario, p: Pass, seed: Seeder | None, startup: float, run_dir: Path,
-         probe: CallgrindProbe) -> dict[str, Any]:  # fmt: skip
+         probe: CallgrindProbe, index: int) -> dict[str, Any]:  # fmt: skip
     first_dump = len(probe.dumps)
     base: dict[str, Any] = {
         "requests": s.cost.requests,
@@ -441,7 +452,7 @@ def _one(s: Scenario, p: Pass, seed: Seeder | None, startup: float, run_dir: Pat
         "notes": [],
     }
     try:
-        procs, sent, wall = measure_scenario(s, p, seed, s.cost.windows)
+        procs, sent, wall = measure_scenario(s, p, seed, s.cost.windows, index=index)
     except (DriverError, QuietTimeout, callgrind.CallgrindError) as exc:
         return {**base, "status": "failed", "errors": [str(exc)]}
     base["sent"] = {"requests": sent.requests, "ok": sent.ok,
@@ -477,9 +488,9 @@ def _python_calls(scenarios: list[Scenario], run_dir: Path, redis_url: str | Non
     p = _start(scenarios[0], run_dir / "pycalls-target", redis_url, launch,
                PyCallsProbe(directory), directory)  # fmt: skip
     try:
-        for s in scenarios:
+        for i, s in enumerate(scenarios):
             try:
-                procs, _, _ = measure_scenario(s, p, seed, 1, keep_min=0.005)
+                procs, _, _ = measure_scenario(s, p, seed, 1, keep_min=0.005, index=i)
             except (DriverError, QuietTimeout, OSError, ValueError) as exc:
                 out[s.name]["python_calls"] = {"status": "failed", "errors": [str(exc)]}
                 continue

@@ -100,6 +100,7 @@ def _start_reference(
             command_prefix=dict(launch.command_prefix),
             startup_timeout=launch.startup_timeout_s or options.startup_timeout,
             standin_config=dict(launch.standin_config) if launch.standin_config else None,
+            secrets_seed=launch.secrets_seed,
         )
     stack = Stack(options)
     info = stack.start()

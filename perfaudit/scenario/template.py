@@ -119,6 +119,17 @@ class RunIds:
             unix=int(time.time()),
         )
 
+    @classmethod
+    def fixed(cls, index: int = 0) -> RunIds:
+        """The same ids every time (the instructions measure: a different id is a different
+        string to hash and compare); ``index`` keeps scenarios on one target apart."""
+        return cls(
+            id_base=1_700_000_000_000_000 + index * 10_000_000,
+            salt=0x5EED0000 + index * 0x10000,
+            uuid_base=0x0123456789ABCDEF0123456789ABCDEF + index * 10_000_000,
+            unix=1_700_000_000,
+        )
+
     def pending_id(self, seq: int) -> str:
         """The ``{{ pending_id }}`` of request ``seq``: seed exactly these before the run."""
         return f"telegram-{self.unix}-{(self.salt + 0x80000000 + seq) & _M32:08x}"
