@@ -26,6 +26,7 @@ import _lsprof
 import gc
 import json
 import os
+import re
 import runpy
 import socket
 import sys
@@ -72,9 +73,12 @@ class _Counter:
         return out
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def label(code: Any) -> str:
-    if isinstance(code, str):  # a built-in: "<built-in method dumps ...>"
-        return code
+    if isinstance(code, str):  # a built-in: "<built-in method dumps ...>"; no addresses,
+        return _ADDRESS.sub("", code)  # which differ between processes
     return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
 
 

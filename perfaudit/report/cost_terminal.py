@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from perfaudit.analysis import costdiff
@@ -52,9 +53,9 @@ def print_cost(entries: list[Entry], console: Console, top: int = TOP) -> None:
             if not node.get("busy", True):
                 table.add_row(proc, "idle (only background work)", "", "")
                 continue
-            c = "\n".join(f"{_ir(v)}  {k}" for k, v in costdiff.top(e, proc, "c", top))
+            c = "\n".join(f"{_ir(v)}  {escape(k)}" for k, v in costdiff.top(e, proc, "c", top))
             py = "\n".join(
-                f"{_calls(v)}  {costdiff.short_name(k)}"
+                f"{_calls(v)}  {escape(costdiff.short_name(k))}"
                 for k, v in costdiff.top(e, proc, "python", top)
             )
             table.add_row(proc, _ir(node["per_request"]), c, py or "(not counted)")
@@ -88,7 +89,7 @@ def _diff_rows(a: list[Entry], b: list[Entry], proc: str, top: int) -> list[tupl
     for level, fmt, label in (("python", _calls, "Python calls"), ("c", _ir, "C self Ir")):
         for m in costdiff.diff(a, b, proc, level, top):
             style = "red" if m.delta > 0 else "green"
-            rows.append((label, costdiff.short_name(m.name), fmt(m.baseline), fmt(m.candidate),
+            rows.append((label, escape(costdiff.short_name(m.name)), fmt(m.baseline), fmt(m.candidate),
                          f"[{style}]{fmt(m.delta, signed=True)}[/]"))  # fmt: skip
     return rows
 
