@@ -107,6 +107,27 @@ def gate(repo: Path, python: str) -> tuple[dict[str, Any], int, float]:
     return report, proc.returncode, wall
 
 
+def calibrate(repo: Path, python: str, per_iter: float, share: float) -> dict[str, int]:
+    """Plant sizes for ``share`` of each scenario's service instructions per request: a
+    first guess from the loop's cost in isolation, then scaled by what one planted run
+    (not counted as a trial) really added in the service."""
+    sizes = {"webhook-text": 50, "health": 8}
+    plant(repo, sizes["webhook-text"], sizes["health"])
+    report, _, wall = gate(repo, python)
+    sh("git", "reset", "--quiet", "--hard", "HEAD~1", cwd=repo)
+    got = figures(report)
+    for name in SCENARIOS:
+        m = got[name]["service_instructions_per_request"]
+        added = (m["candidate"] - m["baseline"]) / sizes[name]  # Ir per iteration, in place
+        sizes[name] = max(1, round(share * m["baseline"] / max(added, per_iter / 10)))
+        print(
+            f"calibration ({wall:.0f} s): {name}: {added:.0f} Ir per planted iteration in "
+            f"the service -> {sizes[name]} iterations for {100 * share:g} %",
+            flush=True,
+        )
+    return sizes
+
+
 def figures(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for s in (report.get("comparison") or {}).get("scenarios", []):
@@ -132,7 +153,7 @@ def main() -> None:
     per_iter = iteration_cost(python)
     print(f"planted loop: {per_iter:.1f} Ir per iteration (callgrind)", flush=True)
     trials: list[dict[str, Any]] = []
-    sizes: dict[str, int] = {}
+    sizes = calibrate(repo, python, per_iter, args.share)
     for i in range(2 * args.trials):
         kind = "A/A" if i % 2 == 0 else "planted"
         if kind == "A/A":
@@ -141,12 +162,6 @@ def main() -> None:
             plant(repo, sizes["webhook-text"], sizes["health"])
         report, code, wall = gate(repo, python)
         got = figures(report)
-        if not sizes:  # the first A/A trial sizes the plant: share x service Ir/request
-            for name in SCENARIOS:
-                base = got[name]["service_instructions_per_request"]["baseline"]
-                sizes[name] = max(1, round(args.share * base / per_iter))
-            print(f"plant: webhook {sizes['webhook-text']} iterations, health "
-                  f"{sizes['health']} iterations (~{100 * args.share:g} % each)", flush=True)  # fmt: skip
         sh("git", "reset", "--quiet", "--hard", "HEAD~1", cwd=repo)
         trials.append({"kind": kind, "exit_code": code, "wall_s": wall, "figures": got})
         parts = []

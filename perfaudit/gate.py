@@ -31,7 +31,7 @@ from perfaudit.report import junit, markdown_summary
 from perfaudit.report.outcome import GateReport, build_report
 from perfaudit.report.terminal import print_report
 from perfaudit.results import RunRecord, environment, new_run_id
-from perfaudit.run.gitrev import GitRevision, GitRevisionError
+from perfaudit.run.gitrev import GitRevision, GitRevisionError, WorkingTree
 from perfaudit.run.repeat import (
     BASELINE,
     CANDIDATE,
@@ -143,12 +143,23 @@ def plan(scenarios: list[Scenario], options: RunOptions, gate: GateOptions) -> P
         except GitRevisionError as exc:
             raise GateError(str(exc)) from None
         side = Side(BASELINE, scenarios, options, runner=rev)
+        notes = [f"baseline {spec}: perfaudit at {rev.label} (its service, worker and measuring "
+                 "code) is run side by side with the candidate, interleaved, from a tree "
+                 "exported with git archive"]  # fmt: skip
+        candidate_runner: Runner = run_scenarios
+        if any("instructions" in prepare(s, options).measure for s in scenarios):
+            try:
+                tree = WorkingTree()
+            except GitRevisionError as exc:
+                raise GateError(str(exc)) from None
+            candidate_runner = tree
+            candidate = Side(CANDIDATE, scenarios, options, runner=tree)
+            notes.append(f"instructions: the candidate runs from {tree.label}, exported the "
+                         "same way, so both sides run from paths of the same length")  # fmt: skip
         return Plan(
             [side, candidate], None, [s.name for s in scenarios], {}, rev.label, "side by side",
-            [f"baseline {spec}: perfaudit at {rev.label} (its service, worker and measuring code) "
-             "is run side by side with the candidate, interleaved, from a tree exported with "
-             "git archive"],
-            again={s.name: s for s in scenarios}, runner=rev, base_options=options,
+            notes, again={s.name: s for s in scenarios}, runner=rev, base_options=options,
+            candidate_runner=candidate_runner,
         )  # fmt: skip
     if spec.startswith("variant:"):
         variant, with_, without = parse_variant(spec.removeprefix("variant:"))
