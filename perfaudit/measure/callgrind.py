@@ -81,6 +81,8 @@ def prefix(out_dir: Path) -> list[str]:
         f"--callgrind-out-file={out_dir}/cg.%p.out",
         "--vgdb=yes",
         "--separate-threads=no",
+        "--dump-instr=no",  # positions "line" only, whatever ~/.valgrindrc says
+        "--dump-line=yes",
         "--error-limit=no",
         "--quiet",
     ]
@@ -138,9 +140,14 @@ class Dump:
 
     summary: int
     self_cost: dict[str, int] = field(default_factory=dict)  # "fn [object]" -> Ir
+    totals: int | None = None
 
-    def per_function(self) -> dict[str, int]:
-        return self.self_cost
+    def consistent(self, tolerance: float = 0.001) -> bool:
+        """Does the function table add up to the summary? The first dump of a process
+        can hold millions of instructions from calls open before its zero; such a table
+        says nothing about the window (its summary still does)."""
+        total = sum(self.self_cost.values())
+        return abs(total - self.summary) <= tolerance * self.summary + 1000
 
 
 _NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
@@ -154,6 +161,8 @@ def parse(path: Path) -> Dump:
     compressed (``fn=(12) name`` once, ``fn=(12)`` after)."""
     names: dict[tuple[str, str], str] = {}
     summary = 0
+    totals: int | None = None
+    event_at = 1  # the first event (Ir) follows the position columns
     costs: dict[str, int] = {}
     ob = fn = ""
     skip_next = False
@@ -179,10 +188,10 @@ def parse(path: Path) -> Dump:
                     skip_next = False
                     continue
                 parts = line.split()
-                if len(parts) > 1 and fn:
+                if len(parts) > event_at and fn:
                     base = _CYCLE.sub("", fn)  # recursion levels: f'2 is f
                     key = f"{base} [{os.path.basename(ob)}]" if ob else base
-                    costs[key] = costs.get(key, 0) + int(parts[1])
+                    costs[key] = costs.get(key, 0) + int(parts[event_at])
                 continue
             key, _, value = line.partition("=")
             if key == "fn":
@@ -197,4 +206,8 @@ def parse(path: Path) -> Dump:
                 skip_next = True
             elif line.startswith("summary:"):
                 summary = int(line.split(":", 1)[1].split()[0])
-    return Dump(summary, costs)
+            elif line.startswith("totals:"):
+                totals = int(line.split(":", 1)[1].split()[0])
+            elif line.startswith("positions:"):
+                event_at = len(line.split(":", 1)[1].split())  # "line" or "instr line"
+    return Dump(summary, costs, totals)

@@ -74,7 +74,7 @@ class Seeder(Protocol):
 @dataclass
 class Reading:
     total: int
-    functions: dict[str, int]
+    functions: dict[str, int] | None  # None: this dump's table is not to be trusted
     wall_s: float
     polls: float
 
@@ -85,7 +85,7 @@ class Probe(Protocol):
 
     def zero(self, name: str, pid: int) -> None: ...
     def capture(self, name: str, pid: int) -> Any: ...
-    def load(self, captured: Any) -> tuple[int, dict[str, int]]: ...
+    def load(self, captured: Any) -> tuple[int, dict[str, int] | None]: ...
 
 
 class CallgrindProbe:
@@ -101,9 +101,9 @@ class CallgrindProbe:
         self.dumps.append(path)
         return path
 
-    def load(self, captured: Path) -> tuple[int, dict[str, int]]:
+    def load(self, captured: Path) -> tuple[int, dict[str, int] | None]:
         d = callgrind.parse(captured)
-        return d.summary, d.self_cost
+        return d.summary, (d.self_cost if d.consistent() else None)
 
 
 class PyCallsProbe:
@@ -205,13 +205,20 @@ def net_cost(
     ]
     n_total = sum(counts)
     units = sum(_unit(name, w, idle) for w in windows)
+    # Per function: only from dumps whose table adds up to their summary (the first dump
+    # of a process can carry millions of instructions from before its zero).
+    clean = [(w, n) for w, n in zip(windows, counts, strict=True) if w.functions is not None]
+    clean_idle = [i for i in idle if i.functions is not None]
+    n_fn = sum(n for _, n in clean)
+    fn_units = sum(_unit(name, w, idle) for w, _ in clean)
+    idle_fn_units = sum(_unit(name, i, idle) for i in clean_idle)
     functions: dict[str, float] = {}
-    for w in windows:
-        for fn, ir in w.functions.items():
+    for w, _ in clean:
+        for fn, ir in (w.functions or {}).items():
             functions[fn] = functions.get(fn, 0.0) + ir
-    for i in idle:
-        for fn, ir in i.functions.items():
-            functions[fn] = functions.get(fn, 0.0) - ir * units / idle_units
+    for i in clean_idle:
+        for fn, ir in (i.functions or {}).items():
+            functions[fn] = functions.get(fn, 0.0) - ir * fn_units / idle_fn_units
     top = sorted(functions.items(), key=lambda kv: -abs(kv[1]))[:KEEP_FUNCTIONS]
     total = sum(w.total for w in windows)
     return ProcessCost(
@@ -220,7 +227,7 @@ def net_cost(
         raw_per_request=total / n_total,
         idle_rate=rate,
         idle_unit="poll" if name in POLLED and idle and idle[0].polls else "s",
-        functions={fn: round(v / n_total, 3) for fn, v in top if abs(v / n_total) >= keep_min},
+        functions={fn: round(v / n_fn, 3) for fn, v in top if n_fn and abs(v / n_fn) >= keep_min},
     )
 
 
@@ -236,6 +243,8 @@ class Pass:
     counter: Counter
     quiet: ReferenceQuiet | None
     control: Path  # the wrapped processes' sockets (perfaudit.measure.pycalls)
+    stack_dir: Path | None = None  # where the stack ran; its logs are kept in keep_dir
+    keep_dir: Path | None = None
     private_redis: bool = True
     frozen: dict[str, bool] = field(default_factory=dict)
 
@@ -323,12 +332,20 @@ def _processes(session: TargetSession) -> dict[str, int]:
     return {"service": session.pids["service"]}
 
 
-def _start(target_scenario: Scenario, run_dir: Path, redis_url: str | None, launch: Launch,
+def _start(target_scenario: Scenario, keep_dir: Path, redis_url: str | None, launch: Launch,
            probe: Probe, control: Path) -> Pass:  # fmt: skip
+    """The target started in a folder whose path has the same length in every run (its
+    paths reach the service's environment: SQLite file, temp dir); the logs are copied to
+    ``keep_dir`` when it stops."""
+    run_dir = Path(tempfile.mkdtemp(prefix="perfaudit-cost-"))
     target = target_scenario.target
     if not target.is_reference:
         target = replace(target, ready_timeout_s=max(target.ready_timeout_s, STARTUP_TIMEOUT_S))
-    session = start_target(target, run_dir, redis_url=redis_url, launch=launch)
+    try:
+        session = start_target(target, run_dir, redis_url=redis_url, launch=launch)
+    except BaseException:
+        _keep(run_dir, keep_dir)
+        raise
     try:
         quiet = ReferenceQuiet(session.stack) if session.stack else None
         if quiet is not None:
@@ -340,8 +357,9 @@ def _start(target_scenario: Scenario, run_dir: Path, redis_url: str | None, laun
         _wait_sockets(control, counter.processes.values())
     except BaseException:
         session.close()
+        _keep(run_dir, keep_dir)
         raise
-    return Pass(session, counter, quiet, control, private_redis=redis_url is None)
+    return Pass(session, counter, quiet, control, run_dir, keep_dir, redis_url is None)
 
 
 def _close(p: Pass) -> None:
@@ -351,6 +369,20 @@ def _close(p: Pass) -> None:
         p.session.close()
     finally:
         shutil.rmtree(p.control, ignore_errors=True)
+        if p.stack_dir is not None and p.keep_dir is not None:
+            _keep(p.stack_dir, p.keep_dir)
+
+
+def _keep(stack_dir: Path, keep_dir: Path) -> None:
+    """Logs and stack.json into the run folder; the rest (SQLite, temp files) goes."""
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("logs", "stack.json"):
+        src = stack_dir / name
+        if src.is_dir():
+            shutil.copytree(src, keep_dir / name, dirs_exist_ok=True)
+        elif src.exists():
+            shutil.copy2(src, keep_dir / name)
+    shutil.rmtree(stack_dir, ignore_errors=True)
 
 
 WRAPPER = ("-m", "perfaudit.measure.pycalls")
@@ -459,7 +491,7 @@ def _one(s: Scenario, p: Pass, seed: Seeder | None, startup: float, run_dir: Pat
                     "statuses": {str(k): v for k, v in sent.statuses.items()}}  # fmt: skip
     base["wall_s"] = round(wall, 1)
     base["gc_frozen"] = dict(p.frozen)
-    base["artifacts"] = [str(d.relative_to(run_dir)) for d in probe.dumps[first_dump:]]
+    base["artifacts"] = [str(d.relative_to(run_dir.parent)) for d in probe.dumps[first_dump:]]
     if sent.ok < sent.requests:
         bad = ", ".join(f"{k} ×{v}" for k, v in sent.statuses.items() if not _ok(s, k))
         return {**base, "status": "failed", "processes": procs,

@@ -166,16 +166,21 @@ def build_scenario(root: Node, path: Path, shown: str) -> Scenario:
         node = get("redis_store")
         sections["redis_store"] = _redis_store(b, node) if node is not None else RedisStoreSpec()
 
+    measure = _measure(b, get("measure")) if "measure" in top else ("latency",)
+    # Only the load run needs a load model; a scenario that only counts instructions
+    # (sequential requests, cost:) may leave it out.
+    counted_only = "latency" not in measure and "load" not in top and "duration" not in top
     load = _load(b, get("load"), at("load")) if "load" in top else None
-    if "load" not in top:
+    if counted_only:
+        load = LoadSpec(rate=1.0)
+    elif "load" not in top:
         c.problem(top_line, "load", "required (e.g. load: {rate: 50})")
     warmup = _opt(get("warmup"), lambda n: c.duration(n, "warmup"))
-    duration = _duration(b, get("duration"), load, top_line)
+    duration = 1.0 if counted_only else _duration(b, get("duration"), load, top_line)
     thresholds = _thresholds(b, get("thresholds"), kind) if "thresholds" in top else Thresholds()
     standins = _opt(get("standins"), lambda n: standins_mod.check(c, n, "standins"))
     prepare = _prepare(b, get("prepare")) if "prepare" in top else Prepare()
     profile = _profile(b, get("profile")) if "profile" in top else ()
-    measure = _measure(b, get("measure")) if "measure" in top else ("latency",)
     cost = _cost(b, get("cost")) if "cost" in top else CostSpec()
 
     # -- checks across sections --------------------------------------------------------
