@@ -275,9 +275,10 @@ def test_background_work_is_subtracted(measured: Measured) -> None:
     background = tick["idle"]["rate"] - plain["idle"]["rate"]  # Ir per second
     expected = TICK_RATE * TICK_ITERATIONS * per_iteration(measured)
     assert background >= 0.8 * expected, (background, expected)
-    # Python calls too: the ticks, counted per second while idle, leave ~0 per request.
+    # Python calls too: the ticks, counted per second while idle, leave ~0 per request
+    # (below 0.005 calls per request a function is not kept at all).
     ticks = calls_of(measured.entries["tick-10k"], "tick_work", "cost_app_tick")
-    assert ticks is not None and abs(ticks) < 0.25, ticks
+    assert ticks is None or abs(ticks) < 0.25, ticks
 
 
 # -- 4. the differential names the planted function -------------------------------------
