@@ -104,11 +104,29 @@ def gated_run(
         raise fail(exitcodes.USAGE, str(exc)) from None
     except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
         raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
+    written = _render_gated(result, show)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+        print(json.dumps(result.to_dict() | {"report": written}, indent=2, default=str))
     else:
         print_gate(result, console)
+        for path in written:
+            console.print(f"report: {path}", highlight=False)
     return result.report.exit_code
+
+
+def _render_gated(result: Any, err: Any) -> list[str]:
+    """The before/after report beside the candidate's results, as for a plain run."""
+    from perfaudit.run.repeat import BASELINE
+
+    comparison = result.report.comparison
+    folder = result.out_dir / result.run_id
+    if comparison is None:
+        from perfaudit.cli import _render_report
+
+        return _render_report(folder, err)
+    base = result.records[BASELINE].scenarios if BASELINE in result.records else []
+    return _render_compared(str(folder), str(folder / "baseline"), comparison.baseline, base,
+                            comparison.to_dict(), err)  # fmt: skip
 
 
 # -- baseline save | list | show -------------------------------------------------------------

@@ -43,6 +43,9 @@ def test_aa_on_health_is_no_regression_and_its_runs_can_be_kept_and_compared(
     baseline = json.loads((run_dir / "baseline" / "results.json").read_text())["scenarios"]
     assert [e["repeat"] for e in candidate] == [1, 2] and len(baseline) == 2
     assert (run_dir / "comparison.json").exists()
+    # the before/after report, as for a plain run, with the comparison in it
+    assert report["report"] and "| baseline |" in (run_dir / "report.md").read_text()
+    assert (run_dir / "index.html").exists()
     ET.parse(tmp_path / "junit.xml")
 
     # Keep the A side as a named baseline, then compare the run with it: same machine and
