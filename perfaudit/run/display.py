@@ -150,7 +150,11 @@ def _instructions_text(entry: dict[str, Any]) -> list[str]:
     if cost.get("status") != "ok":
         return [f"instructions {cost['status']}"] if cost.get("status") else []
     procs = cost.get("processes") or {}
-    return [f"{name} {_ir(p['per_request'])} Ir" for name, p in procs.items() if "per_request" in p]
+    return [
+        f"{name} {_ir(p['per_request'])} Ir" if p.get("busy", True) else f"{name} idle"
+        for name, p in procs.items()
+        if "per_request" in p
+    ]
 
 
 def _ir(v: float) -> str:
