@@ -157,6 +157,9 @@ def build_view(
 
 
 def _load_text(e: Entry) -> str:
+    if "latency" not in (e.get("measures") or ["latency"]):
+        cost = e["scenario"].get("cost") or {}
+        return f"{e['name']}: instructions, {cost.get('requests')} sequential requests"
     ld = e["scenario"].get("load", {})
     if ld.get("model") == "closed":
         shape = f"closed {ld.get('users')} users"
@@ -174,6 +177,8 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
     cmp_metrics = {m["metric"]: m for m in (cmp or {}).get("metrics", [])}
     base_summary = base[0]["summary"] if base else None
     rows = []
+    # The overview reads rows by position, so an instructions-only entry keeps its (n/a)
+    # latency rows.
     for key, label, unit in TABLE_METRICS + _kind_metrics(s) + _instruction_metrics(e):
         check = thresholds.get(key)
         m = cmp_metrics.get(key)
