@@ -583,3 +583,23 @@ def read_entries(
         return f"run {record.run_id}", record.environment, record.scenarios
     b = load(ref, directory)
     return b.label(), b.environment, b.entries
+
+
+def recorded_untrusted(
+    env_a: dict[str, Any],
+    entries_a: list[dict[str, Any]],
+    env_b: dict[str, Any],
+    entries_b: list[dict[str, Any]],
+    baseline: str,
+) -> tuple[dict[str, Any], list[str]]:
+    """Per scenario and trust class, why A's recorded numbers cannot give B a verdict
+    (perfaudit.baseline.recorded_trust), and the note that says how to get one."""
+    untrusted: dict[str, Any] = dict(recorded_trust(env_a, entries_a, env_b, entries_b))
+    notes = []
+    if untrusted:
+        notes.append(
+            "some verdicts are withheld (recorded on another machine, at another machine "
+            "speed, without a calibration, or with other settings); re-measure side by side "
+            f"with `perfaudit run --baseline {baseline}`"
+        )
+    return untrusted, notes

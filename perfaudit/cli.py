@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from datetime import datetime
@@ -10,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from perfaudit import cli_ui as ui
 from perfaudit import exitcodes
 from perfaudit import gate_cli as gate_help
 from perfaudit.refservice import switches as sw
@@ -32,9 +31,7 @@ app = typer.Typer(
 app.add_typer(scenarios_app, name="scenarios", help="List and validate scenario files.")
 app.command("report")(report_command)  # perfaudit/report/commands.py
 gate_help.mount(app)  # baseline save|list|show, compare
-# Tables are wide; when output is not a terminal (CI logs, pipes) do not squeeze them to 80.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+console, err = ui.console, ui.err
 
 VariantOpt = Annotated[
     str, typer.Option("--variant", help="phase3 (the review's findings) or optimized (all fixes)")
@@ -49,25 +46,9 @@ WithoutOpt = Annotated[
 ]
 
 
-def fail(code: int, message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def resolve_switches(
-    variant: str, with_: list[str] | None, without: list[str] | None
-) -> frozenset[str]:
-    try:
-        return sw.resolve(variant, with_ or (), without or ())
-    except sw.UnknownSwitchError as exc:
-        raise fail(exitcodes.USAGE, str(exc)) from None
-
-
-def _sigterm_as_interrupt() -> None:
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+fail = ui.fail
+resolve_switches = ui.resolve_switches
+_sigterm_as_interrupt = ui.sigterm_as_interrupt
 
 
 @app.command("switches")
@@ -334,16 +315,7 @@ def run(
     raise typer.Exit(code)
 
 
-def _render_report(run_dir: Path, show: Console) -> list[str]:
-    """index.html and report.md beside the results; a report failure never fails the run."""
-    from perfaudit.report.render import render
-
-    try:
-        written = render(run_dir)
-    except Exception as exc:  # noqa: BLE001 - the measurements are safe in results.json
-        show.print(f"warning: the report could not be rendered: {exc}", highlight=False)
-        return []
-    return [str(written.html), str(written.markdown)]
+_render_report = ui.render_report
 
 
 def _profile_preflight(scenarios: list[object], options: object) -> None:

@@ -53,7 +53,7 @@ def mount(app: typer.Typer) -> None:
 
 
 def _ui() -> tuple[Any, Any, Any]:
-    from perfaudit.cli import console, err, fail
+    from perfaudit.cli_ui import console, err, fail
 
     return console, err, fail
 
@@ -69,7 +69,7 @@ def gated_run(
     as_json: bool,
     confirm: bool = True,
 ) -> int:
-    from perfaudit.cli import _sigterm_as_interrupt
+    from perfaudit.cli_ui import sigterm_as_interrupt as _sigterm_as_interrupt
     from perfaudit.gate import DEFAULT_REPEAT, GateError, GateOptions, plan, print_gate, run_gate
     from perfaudit.results import new_run_id
     from perfaudit.run.display import LiveDisplay, QuietEvents
@@ -121,9 +121,9 @@ def _render_gated(result: Any, err: Any) -> list[str]:
     comparison = result.report.comparison
     folder = result.out_dir / result.run_id
     if comparison is None:
-        from perfaudit.cli import _render_report
+        from perfaudit.cli_ui import render_report
 
-        return _render_report(folder, err)
+        return render_report(folder, err)
     base = result.records[BASELINE].scenarios if BASELINE in result.records else []
     return _render_compared(str(folder), str(folder / "baseline"), comparison.baseline, base,
                             comparison.to_dict(), err)  # fmt: skip
@@ -206,7 +206,8 @@ def _fresh(
     warmup: float | None,
     out: Path,
 ) -> Any:
-    from perfaudit.cli import _sigterm_as_interrupt, resolve_switches
+    from perfaudit.cli_ui import resolve_switches
+    from perfaudit.cli_ui import sigterm_as_interrupt as _sigterm_as_interrupt
     from perfaudit.gate import show_entries
     from perfaudit.run.display import LiveDisplay, final_table
     from perfaudit.run.repeat import CANDIDATE, Side, run_repeats
@@ -383,7 +384,7 @@ def compare(
         eb = [e for e in eb if e["name"] in scenario]
         if not eb:
             raise fail(exitcodes.USAGE, f"B has none of: {', '.join(scenario)}")
-    untrusted, notes = recorded_untrusted(env_a, ea, env_b, eb, baseline)
+    untrusted, notes = bl.recorded_untrusted(env_a, ea, env_b, eb, baseline)
     comparison = compare_entries(
         ea, eb, baseline_label=la, candidate_label=lb, mode="recorded", untrusted=untrusted,
         notes=notes,
@@ -402,28 +403,6 @@ def compare(
         for path in written:
             console.print(f"report: {path}", highlight=False)
     raise typer.Exit(report.exit_code)
-
-
-def recorded_untrusted(
-    env_a: dict[str, Any],
-    entries_a: list[dict[str, Any]],
-    env_b: dict[str, Any],
-    entries_b: list[dict[str, Any]],
-    baseline: str,
-) -> tuple[dict[str, Any], list[str]]:
-    """Per scenario and trust class, why A's recorded numbers cannot give B a verdict
-    (perfaudit.baseline.recorded_trust), and the note that says how to get one."""
-    from perfaudit import baseline as bl
-
-    untrusted: dict[str, Any] = dict(bl.recorded_trust(env_a, entries_a, env_b, entries_b))
-    notes = []
-    if untrusted:
-        notes.append(
-            "some verdicts are withheld (recorded on another machine, at another machine "
-            "speed, without a calibration, or with other settings); re-measure side by side "
-            f"with `perfaudit run --baseline {baseline}`"
-        )
-    return untrusted, notes
 
 
 def _render_compared(

@@ -14,8 +14,8 @@ from test_compare_entries import FAST, repeats
 from perfaudit import baseline as bl
 from perfaudit import calibrate
 from perfaudit.analysis.compare import compare_entries
+from perfaudit.baseline import recorded_untrusted
 from perfaudit.gate import GateOptions, plan
-from perfaudit.gate_cli import recorded_untrusted
 from perfaudit.report import commands as report_commands
 from perfaudit.report.outcome import build_report
 from perfaudit.results import RunRecord, environment, write_atomic

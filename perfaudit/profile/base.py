@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from perfaudit.profile.spec import ProfileSpec
+from perfaudit.stack.launch import Launch
 
 if TYPE_CHECKING:
     from perfaudit.run.targets import TargetSession
@@ -36,25 +37,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.profiler}: {self.message} — {self.fix}"
-
-
-@dataclass(frozen=True)
-class Launch:
-    """How a target must be started for a profiler (it then gets a target of its own).
-
-    ``python_args``: for the reference stack, interpreter arguments per process (``service``,
-    ``worker``) put before ``-m module``; ``start``: for an external target, the command that
-    replaces ``target.start``."""
-
-    env: Mapping[str, str] = field(default_factory=dict)
-    python_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    start: str | None = None
-    # reference stack only: a command before the interpreter per process (valgrind), and
-    # how long a process may take to start under it.
-    command_prefix: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    startup_timeout_s: float | None = None
-    standin_config: Mapping[str, object] | None = None
-    secrets_seed: str | None = None
 
 
 @dataclass(frozen=True)

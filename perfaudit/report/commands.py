@@ -76,8 +76,7 @@ def _comparison(run: Path, baseline: str) -> dict[str, Any] | None:
     metric the recordings do not show to be comparable is inconclusive, with the reason."""
     try:
         from perfaudit.analysis.compare import compare_entries
-        from perfaudit.baseline import read_entries
-        from perfaudit.gate_cli import recorded_untrusted
+        from perfaudit.baseline import read_entries, recorded_untrusted
 
         b_label, b_env, b_entries = read_entries(baseline)
         record = results.read(run)

@@ -33,11 +33,11 @@ from perfaudit.measure import callgrind, pycalls
 from perfaudit.measure.driver import DriverError, Sent, SequentialDriver
 from perfaudit.measure.environment import cost_environment
 from perfaudit.measure.quiet import QuietTimeout, ReferenceQuiet, settle_wait
-from perfaudit.profile.base import Launch
 from perfaudit.run.targets import TargetSession, start_target
 from perfaudit.scenario import Scenario
 from perfaudit.scenario.template import RunIds, compile_request
 from perfaudit.stack.client import StackClient
+from perfaudit.stack.launch import Launch
 from perfaudit.stack.pycommand import wrap_python_start
 
 DETERMINISTIC_ENV = {

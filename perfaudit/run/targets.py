@@ -11,18 +11,16 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 
 from perfaudit.scenario import Scenario
 from perfaudit.scenario.model import Target
+from perfaudit.stack.launch import Launch
 from perfaudit.stack.net import http_ok
 from perfaudit.stack.process import ManagedProcess, ProcessStartError
 from perfaudit.stack.stack import Secrets, Stack, StackInfo, StackOptions
-
-if TYPE_CHECKING:
-    from perfaudit.profile.base import Launch
 
 INSTRUMENT_ENV = {"PERFAUDIT_INSTRUMENT": "1"}
 

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from perfaudit.upstreams.behaviour import sleep_at_least
+from perfaudit.upstreams.config import StandinConfig
+from perfaudit.upstreams.recorder import Recorder
 from perfaudit.upstreams.routes import CR_CALLBACK
 
-if TYPE_CHECKING:
-    from perfaudit.upstreams.runtime import Runtime
+
+class Runtime(Protocol):
+    """What the dispatcher reads of perfaudit.upstreams.runtime.Runtime (which owns it):
+    named here so the two modules do not import each other."""
+
+    config: StandinConfig
+    recorder: Recorder
+
 
 CALLBACK_TIMEOUT_S = 30.0
 
