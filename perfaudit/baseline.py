@@ -275,45 +275,13 @@ def cost_settings(scenario: dict[str, Any]) -> dict[str, Any] | None:
 def this_cost_environment(settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """This machine's cost environment for a planned instructions measure; without
     ``settings`` (unknown) it has none and only the machine and software are compared."""
-    try:
-        from perfaudit.measure.environment import cost_environment
-    except ImportError:  # before the instructions measure: the same facts, read here
-        env = _this_cost_environment()
-    else:
-        env = cost_environment(settings or {})
+    from perfaudit.measure.environment import cost_environment
+
+    env = cost_environment(settings or {})
     env.pop("settings", None)
     if settings is not None:
         env["settings"] = dict(settings)
     return env
-
-
-def _this_cost_environment() -> dict[str, Any]:
-    import hashlib
-    import platform
-    import subprocess
-    import sys
-
-    try:
-        vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, timeout=10)
-        valgrind = vg.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        valgrind = None
-    model = flags = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model is None:
-                model = value.strip()
-            elif key.strip() == "flags" and flags is None:
-                flags = value.strip()
-    except OSError:
-        pass
-    digest = hashlib.sha256(" ".join(sorted((flags or "").split())).encode()).hexdigest()
-    return {
-        "valgrind": valgrind, "arch": platform.machine(), "cpu_model": model,
-        "cpu_flags": digest[:16] if flags else None, "python": sys.version,
-        "packages": results.package_versions(),
-    }  # fmt: skip
 
 
 def instruction_differences(

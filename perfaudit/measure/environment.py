@@ -4,7 +4,7 @@ what a stored instruction baseline must match to be trusted.
 glibc picks memcpy/strlen variants from the CPU valgrind presents (its CPUID), Python's
 eval loop and every package's code path count, and the settings decide what is counted.
 A baseline that differs in any of these measures the machine or the software, not the
-change: it is re-measured instead.
+change: it is re-measured instead (the rule: perfaudit.baseline.instruction_differences).
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from perfaudit.measure import callgrind
+from perfaudit.results import package_versions
 
-# Every key here must be equal for two counts to be compared.
-MATCH_KEYS = ("valgrind", "arch", "cpu_model", "cpu_flags", "python", "packages", "settings")
 PACKAGES = (
     "perfaudit", "uvicorn", "starlette", "httptools", "uvloop", "redis", "arq", "httpx",
     "httpcore", "anyio", "h11", "orjson", "pydantic",
@@ -42,16 +40,6 @@ def _cpuinfo() -> tuple[str | None, str | None]:
     return model, (digest[:16] if flags else None)
 
 
-def _packages() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def cost_environment(settings: dict[str, Any]) -> dict[str, Any]:
     model, flags = _cpuinfo()
     return {
@@ -60,22 +48,6 @@ def cost_environment(settings: dict[str, Any]) -> dict[str, Any]:
         "cpu_model": model,
         "cpu_flags": flags,
         "python": sys.version,
-        "packages": _packages(),
+        "packages": package_versions(PACKAGES),
         "settings": dict(settings),
     }
-
-
-def differences(recorded: dict[str, Any], here: dict[str, Any]) -> list[str]:
-    """How two cost environments differ in what moves instruction counts (empty: none)."""
-    out = []
-    for key in MATCH_KEYS:
-        a, b = recorded.get(key), here.get(key)
-        if a == b:
-            continue
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys = sorted(set(a) | set(b))
-            diff = [f"{k} {a.get(k)!r}→{b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-            out.append(f"{key}: {', '.join(diff)}")
-        else:
-            out.append(f"{key} {a!r} there, {b!r} here")
-    return out
