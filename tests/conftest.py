@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +44,37 @@ def client(stack: StackInfo) -> Iterator[StackClient]:
 
 def run_dir_of(stack: StackInfo) -> Path:
     return Path(stack.run_dir)
+
+
+@pytest.fixture(scope="session")
+def stack_with(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., StackInfo]]:
+    """Stacks of any switch subset, started on first use and kept for the session.
+
+    ``stack_with("phase3+new", switches, env)``: the same fast stand-ins and retries as
+    ``stack``, plus the in-service probe (``PERFAUDIT_INSTRUMENT=1``: ``GET /__perfaudit/memory``)
+    and ``env`` for the service and worker.
+    """
+    started: dict[str, tuple[Stack, StackInfo]] = {}
+
+    def get(key: str, switches: frozenset[str], env: dict[str, str] | None = None) -> StackInfo:
+        if key not in started:
+            safe = "".join(ch if ch.isalnum() else "_" for ch in key)
+            options = StackOptions(
+                run_dir=tmp_path_factory.mktemp(f"stack-{safe}"),
+                switches=switches,
+                standin_config=FAST_STANDINS,
+                service_env={**FAST_RETRIES, "PERFAUDIT_INSTRUMENT": "1", **(env or {})},
+            )
+            st = Stack(options)
+            started[key] = (st, st.start())
+        st, info = started[key]
+        assert info.switches == tuple(sorted(switches)), f"{key} was started with other switches"
+        return info
+
+    try:
+        yield get
+    finally:
+        for st, _info in started.values():
+            st.stop()

@@ -346,6 +346,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: not_found, Exception: server_error},
     )
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, per_request_logger=not settings.on("leak-fix"))
     app.state.services = services
     return app

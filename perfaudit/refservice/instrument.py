@@ -10,7 +10,8 @@ percentiles) and a per-second timeline of bounded length.
 
 HTTP: ``GET /__perfaudit/loop`` -> ``{"samples", "mean_ms", "p50_ms", "p99_ms", "max_ms",
 "interval_ms", "since", "timeline": [{"t", "samples", "mean_ms", "max_ms"}]}``,
-``POST /__perfaudit/loop/reset``. Under uvloop timers have 1 ms granularity, so lags below
+``POST /__perfaudit/loop/reset``; ``GET /__perfaudit/memory`` -> ``{"gc_objects", "loggers"}``
+after a full collection: what the process still holds (per-request leaks show as growth). Under uvloop timers have 1 ms granularity, so lags below
 about 1 ms are noise.
 
 Starlette apps: :func:`routes` + :func:`wrap_lifespan`; any ASGI app: :class:`InstrumentedASGI`.
@@ -21,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import gc
+import logging
 import math
 import os
 import time
@@ -171,10 +174,23 @@ def routes(probe: LoopLagProbe | None) -> list[Route]:
         probe.reset()
         return JSONResponse({"ok": True, "since": probe.since})
 
+    async def memory(request: Request) -> Response:
+        return JSONResponse(memory_snapshot())
+
     return [
         Route(f"{PREFIX}/loop", loop, methods=["GET"]),
         Route(f"{PREFIX}/loop/reset", reset, methods=["POST"]),
+        Route(f"{PREFIX}/memory", memory, methods=["GET"]),
     ]
+
+
+def memory_snapshot() -> dict[str, int]:
+    """Objects the process still holds after a full collection (leaks show as growth)."""
+    gc.collect()
+    return {
+        "gc_objects": len(gc.get_objects()),
+        "loggers": len(logging.Logger.manager.loggerDict),
+    }
 
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from perfaudit.refservice.clients.cursor_runner import CursorRunnerClient
 from perfaudit.refservice.clients.elevenlabs import SpeechToText, TextToSpeech
 from perfaudit.refservice.clients.http import HttpClients
-from perfaudit.refservice.clients.telegram import TelegramClient
+from perfaudit.refservice.clients.telegram import TelegramClient, WebhookInfoCache
 from perfaudit.refservice.config import Settings
 from perfaudit.refservice.store import RedisProvider
 from perfaudit.refservice.system_settings import SystemSettings
@@ -19,6 +19,7 @@ class Services:
     http: HttpClients
     redis: RedisProvider
     flags: SystemSettings
+    _telegram: TelegramClient | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -32,7 +33,15 @@ class Services:
     # Clients are cheap wrappers; whether a call reuses a connection is up to HttpClients.
     @property
     def telegram(self) -> TelegramClient:
-        return TelegramClient(self.settings, self.http)
+        """phase3: a new bot client per use. ``response-cache``: one per process (the process
+        has one token; Rails memoises ``@bot``), holding the getWebhookInfo cache."""
+        if not self.settings.on("response-cache"):
+            return TelegramClient(self.settings, self.http)
+        if self._telegram is None:
+            self._telegram = TelegramClient(
+                self.settings, self.http, webhook_info_cache=WebhookInfoCache()
+            )
+        return self._telegram
 
     @property
     def cursor_runner(self) -> CursorRunnerClient:

@@ -1,7 +1,8 @@
 """Pending cursor-runner requests in Redis (spec §2.8, the CursorRunnerCallbackService).
 
 Switches: ``redis-pool`` (one shared client vs a client per store instance) and
-``atomic-getdel`` (GETDEL vs GET then DEL).
+``atomic-getdel`` (GETDEL vs GET then DEL). ``queue_store``/``queue_remove`` put the same
+commands into a caller's pipeline (``redis-pipeline``, in the job's forward).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from perfaudit.refservice.config import Settings
 
@@ -34,9 +36,19 @@ class PendingStore:
         self.atomic = atomic
 
     async def store(self, request_id: str, data: dict[str, Any], ttl: int = DEFAULT_TTL) -> None:
-        if not isinstance(ttl, int) or not 1 <= ttl <= 86400:
-            raise ValueError(f"TTL must be an integer in 1..86400, got {ttl!r}")
+        _check_ttl(ttl)
         await self.redis.setex(pending_key(request_id), ttl, json.dumps(data))
+        self.log_stored(request_id, ttl)
+
+    def queue_store(
+        self, pipe: Pipeline, request_id: str, data: dict[str, Any], ttl: int = DEFAULT_TTL
+    ) -> None:
+        """``store`` as one command of the caller's pipeline; ``log_stored`` once it ran."""
+        _check_ttl(ttl)
+        pipe.setex(pending_key(request_id), ttl, json.dumps(data))
+
+    @staticmethod
+    def log_stored(request_id: str, ttl: int = DEFAULT_TTL) -> None:
         log.info("Stored pending cursor-runner request: %s, TTL: %ss", request_id, ttl)
 
     async def get(self, request_id: str) -> dict[str, Any] | None:
@@ -62,7 +74,20 @@ class PendingStore:
 
     async def remove(self, request_id: str) -> None:
         await self.redis.delete(pending_key(request_id))
+        self.log_removed(request_id)
+
+    def queue_remove(self, pipe: Pipeline, request_id: str) -> None:
+        """``remove`` as one command of the caller's pipeline; ``log_removed`` once it ran."""
+        pipe.delete(pending_key(request_id))
+
+    @staticmethod
+    def log_removed(request_id: str) -> None:
         log.info("Removed pending cursor-runner request: %s", request_id)
+
+
+def _check_ttl(ttl: int) -> None:
+    if not isinstance(ttl, int) or not 1 <= ttl <= 86400:
+        raise ValueError(f"TTL must be an integer in 1..86400, got {ttl!r}")
 
 
 def _parse(raw: bytes | str | None, request_id: str) -> dict[str, Any] | None:

@@ -20,7 +20,12 @@ class Switch:
     finding: str  # the Phase 3 finding it answers (spec section or task id)
     phase3: str  # what the phase3 code does
     optimized: str  # what the switch changes
-    touches: tuple[str, ...] = ()  # the default scenarios whose path runs the changed code
+    # The default scenarios whose path runs the changed code: the request itself and the work
+    # it causes (the job, and the callback cursor-runner sends back), as the measures count it;
+    # most affected first: the audit measures the first three by default (perfaudit.audit).
+    touches: tuple[str, ...] = ()
+    # Where the change lives: "path/to/file.py:function" or "path/to/file.py:Class.method".
+    code: tuple[str, ...] = ()
 
 
 CATALOG: tuple[Switch, ...] = (
@@ -32,13 +37,20 @@ CATALOG: tuple[Switch, ...] = (
         "one Redis connection pool per process, shared by the state store and the job queue",
         touches=(
             "webhook-text",
+            "callback-success",
+            "redis-store",
+            "callback-unknown",
             "webhook-voice",
             "webhook-command",
-            "callback-success",
-            "callback-unknown",
             "telegram-job",
-            "redis-store",
             "e2e-flow",
+        ),
+        code=(
+            "perfaudit/refservice/store.py:RedisProvider.client",
+            "perfaudit/refservice/jobqueue.py:JobQueue.start",
+            "perfaudit/refservice/jobqueue.py:JobQueue.enqueue",
+            "perfaudit/refservice/app.py:create_app.lifespan",
+            "perfaudit/refservice/worker.py:startup",
         ),
     ),
     Switch(
@@ -46,7 +58,18 @@ CATALOG: tuple[Switch, ...] = (
         "spec §7.6: callback does GET then DEL (2 round-trips, duplicate callbacks race)",
         "GET the pending request, process it, then DEL it",
         "GETDEL claims the pending request in one atomic round-trip",
-        touches=("callback-success", "callback-unknown", "e2e-flow"),
+        touches=(
+            "callback-success",
+            "callback-unknown",
+            "e2e-flow",
+            "webhook-text",
+            "webhook-voice",
+            "telegram-job",
+        ),
+        code=(
+            "perfaudit/refservice/store.py:PendingStore.claim",
+            "perfaudit/refservice/store.py:PendingStore.release",
+        ),
     ),
     Switch(
         "http-keepalive",
@@ -54,30 +77,36 @@ CATALOG: tuple[Switch, ...] = (
         "a new HTTP client (and TCP connection) for every Telegram, cursor-runner and "
         "ElevenLabs call",
         "one keep-alive HTTP client per upstream per process",
+        # Not agent-tools: its scenario calls the status tool, which makes no outbound call.
         touches=(
             "webhook-text",
+            "admin-webhook-info",
+            "callback-success",
             "webhook-voice",
             "webhook-command",
-            "callback-success",
-            "admin-webhook-info",
-            "agent-tools",
             "telegram-job",
             "e2e-flow",
         ),
+        code=("perfaudit/refservice/clients/http.py:HttpClients.session",),
     ),
     Switch(
         "callback-background",
         "PHASE3-033/035, spec §3 timing: the callback awaits Telegram and TTS before it answers",
         "the callback formats and sends the reply (and synthesises speech) before answering 200",
         "the callback claims the state, enqueues the reply as a background job and answers at once",
-        touches=("callback-success", "e2e-flow"),
+        touches=("callback-success", "e2e-flow", "webhook-text", "webhook-voice", "telegram-job"),
+        code=(
+            "perfaudit/refservice/callback.py:handle_callback",
+            "perfaudit/refservice/worker.py:deliver_callback",
+        ),
     ),
     Switch(
         "settings-cache",
         "PHASE3-030/031, spec §7.9: SystemSetting opens SQLite on every lookup",
         "each lookup opens the SQLite file, sets WAL, queries and closes, on the event loop",
         "settings are read once and cached for a few seconds per process",
-        touches=("webhook-text", "webhook-voice", "callback-success", "telegram-job", "e2e-flow"),
+        touches=("webhook-text", "callback-success", "telegram-job", "webhook-voice", "e2e-flow"),
+        code=("perfaudit/refservice/system_settings.py:SystemSettings.enabled",),
     ),
     Switch(
         "stream-audio",
@@ -85,20 +114,140 @@ CATALOG: tuple[Switch, ...] = (
         "downloads buffer the whole file, copy it, write it, then read it back for the upload",
         "downloads and speech output stream to disk in chunks and uploads stream from the file",
         touches=("webhook-voice",),
+        code=(
+            "perfaudit/refservice/clients/telegram.py:TelegramClient.download_file",
+            "perfaudit/refservice/clients/telegram.py:TelegramClient.send_voice",
+            "perfaudit/refservice/clients/elevenlabs.py:SpeechToText.transcribe",
+            "perfaudit/refservice/clients/elevenlabs.py:TextToSpeech.synthesize",
+        ),
     ),
     Switch(
         "text-fastpath",
         "spec §7.13: regexes built per call, escaping in three passes, audio id extracted twice",
         "patterns are compiled inside each call and HTML is escaped with three regex passes",
         "patterns are compiled once and HTML is escaped in a single pass",
-        touches=("webhook-text", "webhook-command", "callback-success", "telegram-job", "e2e-flow"),
+        touches=(
+            "callback-success",
+            "webhook-command",
+            "webhook-text",
+            "webhook-voice",
+            "telegram-job",
+            "e2e-flow",
+        ),
+        code=(
+            "perfaudit/refservice/formatting.py:clean",
+            "perfaudit/refservice/formatting.py:escape_html",
+            "perfaudit/refservice/formatting.py:local_command_reply",
+            "perfaudit/refservice/formatting.py:is_forwardable",
+        ),
     ),
     Switch(
         "lean-logging",
         "spec §7.10: the full update is JSON-serialised into the log twice per message",
         "the whole update is serialised and logged by the webhook and again by the job",
         "the log gets the update id and kind only",
-        touches=("webhook-text", "webhook-voice", "webhook-command", "telegram-job", "e2e-flow"),
+        touches=("webhook-text", "webhook-command", "telegram-job", "webhook-voice", "e2e-flow"),
+        code=(
+            "perfaudit/refservice/app.py:create_app.telegram_webhook",
+            "perfaudit/refservice/handler.py:handle_update",
+        ),
+    ),
+    Switch(
+        "redis-pipeline",
+        "PHASE3-029/030: sequential Redis round trips per message (dedupe check + mark, "
+        "SET then EXPIRE, store) that one pipeline would batch",
+        "forwarding a message makes five sequential round trips: HGETALL the update's marker, "
+        "HSET it pending, EXPIRE it, SETEX the pending request, then HSET it sent; a failed "
+        "forward DELs the pending request and HSETs the marker in two more",
+        "the mark, its TTL and the pending request go in one pipeline (five round trips become "
+        "three); a failed forward's DEL and HSET go in one",
+        touches=("webhook-text", "telegram-job", "e2e-flow", "webhook-voice"),
+        code=("perfaudit/refservice/handler.py:_forward",),
+    ),
+    Switch(
+        "concurrent-awaits",
+        'PHASE3-030: sequential awaits of independent calls ("sequential Telegram sends and '
+        'downloads", Promise.all)',
+        "a voice message's 🎤 notice is sent before getFile and the download start; a button "
+        "press is answered (answerCallbackQuery) before the forwarding starts",
+        "the notice runs concurrently with getFile, download and speech-to-text, and the "
+        "answer concurrently with the forwarding (asyncio.gather); every later message still "
+        "waits for both, so the order the user sees is unchanged",
+        touches=("webhook-voice",),
+        code=(
+            "perfaudit/refservice/handler.py:_transcribe",
+            "perfaudit/refservice/handler.py:handle_callback_query",
+        ),
+    ),
+    Switch(
+        "response-cache",
+        "PHASE3-031: no caching of the bot client or of getWebhookInfo",
+        "every use of the Telegram client builds a new bot client, and every "
+        "GET /telegram/webhook_info calls getWebhookInfo",
+        "one bot client per process (per token) holds getWebhookInfo for 5 s; setWebhook and "
+        "deleteWebhook invalidate it",
+        touches=(
+            "admin-webhook-info",
+            "webhook-text",
+            "callback-success",
+            "webhook-voice",
+            "webhook-command",
+            "telegram-job",
+            "e2e-flow",
+        ),
+        code=(
+            "perfaudit/refservice/services.py:Services.telegram",
+            "perfaudit/refservice/clients/telegram.py:WebhookInfoCache",
+            "perfaudit/refservice/clients/telegram.py:TelegramClient.get_webhook_info",
+            "perfaudit/refservice/clients/telegram.py:TelegramClient.set_webhook",
+            "perfaudit/refservice/clients/telegram.py:TelegramClient.delete_webhook",
+        ),
+    ),
+    Switch(
+        "leak-fix",
+        "PHASE3-032: per-request objects that are never freed (listener/closure leaks)",
+        "the request logger and the job make a child logger per request id / update id "
+        '(pino\'s logger.child ported as logging.getLogger(f"...{id}")); logging keeps every '
+        "Logger forever, so each request leaks one",
+        "module loggers, with the id in the message: nothing is kept per request",
+        touches=(
+            "health",
+            "webhook-text",
+            "callback-unknown",
+            "webhook-voice",
+            "webhook-command",
+            "admin-webhook-info",
+            "agent-tools",
+            "callback-success",
+            "telegram-job",
+            "e2e-flow",
+        ),
+        code=(
+            "perfaudit/refservice/request_log.py:RequestLogMiddleware.__call__",
+            "perfaudit/refservice/handler.py:handle_update",
+        ),
+    ),
+    Switch(
+        "backpressure",
+        "spec §7.12: no backpressure, webhooks start unbounded concurrent jobs and outbound "
+        "calls have no per-upstream limit",
+        "the worker runs every queued job at once (the TS port's un-awaited promises), and "
+        "outbound calls to an upstream are not limited",
+        "at most 10 jobs at a time (Sidekiq's production concurrency) and a cap on in-flight "
+        "calls per upstream (maxSockets: Telegram 30, cursor-runner 10, ElevenLabs 10)",
+        touches=(
+            "webhook-voice",
+            "webhook-text",
+            "e2e-flow",
+            "webhook-command",
+            "callback-success",
+            "admin-webhook-info",
+            "telegram-job",
+        ),
+        code=(
+            "perfaudit/refservice/worker.py:max_jobs",
+            "perfaudit/refservice/clients/http.py:HttpClients.session",
+        ),
     ),
 )
 

@@ -20,6 +20,9 @@ from perfaudit.refservice.services import Services
 
 log = logging.getLogger("refservice.worker")
 MAX_CONCURRENT_JOBS = 10  # Sidekiq production concurrency (spec §2.1)
+# Without ``backpressure`` every queued job runs at once, as the TS port's un-awaited
+# promises do (spec §7.12); arq wants a number, and this one is never reached.
+UNBOUNDED_JOBS = 10_000
 # arq polls its queue (Sidekiq blocks on BRPOP); its 0.5 s default would add up to half a
 # second of queue wait to every job, in both variants alike.
 POLL_DELAY_S = 0.02
@@ -29,14 +32,16 @@ POLL_DELAY_ENV = "PERFAUDIT_WORKER_POLL_DELAY"
 
 
 MAX_JOBS_ENV = "PERFAUDIT_WORKER_MAX_JOBS"  # the instructions measure: 1, so that jobs never
-# overlap and a second pooled connection is never opened by chance
+# overlap and a second pooled connection is never opened by chance; it wins over the switch
 
 
-def max_jobs() -> int:
+def max_jobs(settings: Settings) -> int:
+    """Jobs run at a time: ``backpressure`` bounds them (10), phase3 does not."""
+    default = MAX_CONCURRENT_JOBS if settings.on("backpressure") else UNBOUNDED_JOBS
     try:
-        return max(1, int(os.environ.get(MAX_JOBS_ENV) or MAX_CONCURRENT_JOBS))
+        return max(1, int(os.environ.get(MAX_JOBS_ENV) or default))
     except ValueError:
-        return MAX_CONCURRENT_JOBS
+        return default
 
 
 def poll_delay() -> float:
@@ -91,7 +96,7 @@ def build_worker(settings: Settings) -> Worker:
         redis_settings=redis_settings(settings, retries=5),
         on_startup=startup,
         on_shutdown=shutdown,
-        max_jobs=max_jobs(),
+        max_jobs=max_jobs(settings),
         poll_delay=poll_delay(),
         max_tries=settings.job_max_tries,
         keep_result=KEEP_RESULT_S,

@@ -5,10 +5,15 @@
 - OFF (phase3): every call builds a new ``httpx.AsyncClient`` and closes it afterwards, as the TS
   service runs ``axios.create`` per request. Each call pays client construction (httpx loads the
   CA bundle for its SSL context: ~20 ms CPU measured here) and a new TCP connection.
+
+Switch ``backpressure`` (spec §7.12): at most ``OUTBOUND_LIMITS[upstream]`` calls in flight per
+upstream and process, whichever client they use (Node's ``maxSockets``); further calls wait for
+a slot. Without it nothing limits them (per-call clients share no pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Literal
@@ -26,6 +31,9 @@ ELEVENLABS_TIMEOUT = 60.0  # STT and TTS each
 # connections; idle connections expire before uvicorn's default 5 s keep-alive timeout, so the
 # pool does not pick a connection the server is just closing.
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=4.0)
+# backpressure: calls in flight per upstream. Telegram answers 429 to bursts, ElevenLabs limits
+# concurrent requests per plan, and cursor-runner runs one job per request.
+OUTBOUND_LIMITS: dict[Upstream, int] = {"telegram": 30, "cursor_runner": 10, "elevenlabs": 10}
 
 
 class HttpClients:
@@ -35,6 +43,11 @@ class HttpClients:
         self._settings = settings
         self._keepalive = settings.on("http-keepalive")
         self._shared: dict[Upstream, httpx.AsyncClient] = {}
+        self._slots: dict[Upstream, asyncio.Semaphore] | None = (
+            {u: asyncio.Semaphore(n) for u, n in OUTBOUND_LIMITS.items()}
+            if settings.on("backpressure")
+            else None
+        )
 
     @property
     def keepalive(self) -> bool:
@@ -64,15 +77,25 @@ class HttpClients:
 
     @asynccontextmanager
     async def session(self, upstream: Upstream) -> AsyncIterator[httpx.AsyncClient]:
-        """A client for one call: the shared one (keep-alive) or a fresh one closed on exit."""
-        if self._keepalive:
-            client = self._shared.get(upstream)
-            if client is None or client.is_closed:
-                client = self._shared[upstream] = self._new(upstream)
-            yield client
-            return
-        async with self._new(upstream) as client:
-            yield client
+        """A client for one call: the shared one (keep-alive) or a fresh one closed on exit.
+
+        With ``backpressure`` the call holds one of the upstream's slots until it is done.
+        """
+        slot = self._slots[upstream] if self._slots is not None else None
+        if slot is not None:
+            await slot.acquire()
+        try:
+            if self._keepalive:
+                client = self._shared.get(upstream)
+                if client is None or client.is_closed:
+                    client = self._shared[upstream] = self._new(upstream)
+                yield client
+                return
+            async with self._new(upstream) as client:
+                yield client
+        finally:
+            if slot is not None:
+                slot.release()
 
     async def aclose(self) -> None:
         """Close the shared clients (a no-op when keep-alive is off)."""

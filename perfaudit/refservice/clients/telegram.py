@@ -4,13 +4,16 @@ Methods live at ``{base}/bot{token}/{method}``, files at ``{base}/file/bot{token
 A blank token makes every method a no-op returning ``None``. Failures raise ``TelegramError``
 with the API's description and HTTP status, so callers can fall back (Markdown -> HTML -> plain).
 
-Switches: ``text-fastpath`` (HTML escaping), ``stream-audio`` (file download and voice upload).
+Switches: ``text-fastpath`` (HTML escaping), ``stream-audio`` (file download and voice upload),
+``response-cache`` (a ``WebhookInfoCache`` on the one client per process, see Services.telegram).
 The token is never put into log lines or error messages.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -25,6 +28,7 @@ from perfaudit.refservice.config import Settings
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
+WEBHOOK_INFO_TTL_S = 5.0  # response-cache: how long a getWebhookInfo answer is reused
 VOICE_MIME = {".ogg": "audio/ogg", ".oga": "audio/ogg", ".wav": "audio/wav"}  # else audio/mpeg
 
 
@@ -90,10 +94,45 @@ def _envelope(resp: httpx.Response) -> dict[str, Any]:
     )
 
 
+class WebhookInfoCache:
+    """The last getWebhookInfo envelope, for ``ttl`` seconds (``response-cache``).
+
+    ``invalidate`` (after setWebhook/deleteWebhook) bumps a generation: an answer to a call
+    that started before the change is not stored, so the cache never goes back to stale info.
+    Failures are not cached.
+    """
+
+    def __init__(self, ttl: float = WEBHOOK_INFO_TTL_S) -> None:
+        self.ttl = ttl
+        self.generation = 0
+        self._value: dict[str, Any] | None = None
+        self._at = float("-inf")
+
+    def get(self) -> dict[str, Any] | None:
+        if self._value is not None and time.monotonic() - self._at <= self.ttl:
+            return copy.deepcopy(self._value)  # callers may change what they get
+        return None
+
+    def put(self, value: dict[str, Any], generation: int) -> None:
+        if generation == self.generation:
+            self._value, self._at = copy.deepcopy(value), time.monotonic()
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._value = None
+
+
 class TelegramClient:
-    def __init__(self, settings: Settings, clients: HttpClients) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: HttpClients,
+        *,
+        webhook_info_cache: WebhookInfoCache | None = None,
+    ) -> None:
         self._token = settings.telegram_bot_token
         self._clients = clients
+        self._info_cache = webhook_info_cache
         self._fast_text = settings.on("text-fastpath")
         self._stream = settings.on("stream-audio")
 
@@ -255,17 +294,35 @@ class TelegramClient:
         payload: dict[str, Any] = {"url": url}
         if secret_token and secret_token.strip():
             payload["secret_token"] = secret_token
-        with _logged("setting webhook"):
-            return await self._call("setWebhook", json=payload)
+        try:
+            with _logged("setting webhook"):
+                return await self._call("setWebhook", json=payload)
+        finally:  # failed or not, Telegram's state may have changed
+            if self._info_cache is not None:
+                self._info_cache.invalidate()
 
     async def delete_webhook(self) -> dict[str, Any] | None:
         if not self.enabled:
             return None
-        with _logged("deleting webhook"):
-            return await self._call("deleteWebhook", json={})
+        try:
+            with _logged("deleting webhook"):
+                return await self._call("deleteWebhook", json={})
+        finally:
+            if self._info_cache is not None:
+                self._info_cache.invalidate()
 
     async def get_webhook_info(self) -> dict[str, Any] | None:
         if not self.enabled:
             return None
+        cache = self._info_cache
+        if cache is None:
+            with _logged("getting webhook info"):
+                return await self._call("getWebhookInfo", http_method="GET")
+        cached = cache.get()
+        if cached is not None:
+            return cached
+        generation = cache.generation
         with _logged("getting webhook info"):
-            return await self._call("getWebhookInfo", http_method="GET")
+            info = await self._call("getWebhookInfo", http_method="GET")
+        cache.put(info, generation)
+        return info
