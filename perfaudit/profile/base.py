@@ -21,8 +21,7 @@ from perfaudit.profile.spec import ProfileSpec
 from perfaudit.stack.launch import Launch
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
-    from perfaudit.scenario.model import Target
+    from perfaudit.profile.session import TargetLike, TargetSessionLike
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Problem:
 @dataclass(frozen=True)
 class CaptureContext:
     scenario: str
-    target: Target
+    target: TargetLike
     out_dir: Path  # reports/<run-id>/profiles/<scenario>/
     run_dir: Path  # reports/<run-id>/: artifact paths are stored relative to it
     window_s: float  # the scenario's steady window (its duration)
@@ -56,7 +55,7 @@ class Capture(Protocol):
     lead_s: float  # start() is called this long before the window starts (a slow attach)
     min_warmup_s: float  # the profiled run's warm-up is made at least this long
 
-    def start(self, session: TargetSession) -> None: ...
+    def start(self, session: TargetSessionLike) -> None: ...
     def stop(self) -> None: ...
     def collect(self) -> dict[str, Any]: ...
     def abort(self) -> None: ...

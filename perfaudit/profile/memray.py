@@ -46,7 +46,7 @@ from perfaudit.profile.spec import ProfileSpec
 from perfaudit.stack.pycommand import wrap_python_start
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
+    from perfaudit.profile.session import TargetSessionLike
 
 NAME = "memray"
 ATTACH_TIMEOUT_S = 60.0
@@ -154,7 +154,7 @@ class MemrayCapture(Capture):
         return Launch(start=start)
 
     # -- window --------------------------------------------------------------------------
-    def start(self, session: TargetSession) -> None:
+    def start(self, session: TargetSessionLike) -> None:
         self.clock.window(self.lead_s)
         if self.errors:
             return

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
+    from perfaudit.profile.session import TargetSessionLike
 
 REFERENCE_PROCESSES = ("service", "worker")
 _HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "semaphore_tracker")
@@ -61,7 +61,7 @@ def server_processes(root_pid: int) -> dict[str, int]:
     return {f"service-{pid}": pid for pid in sorted(leaves)}
 
 
-def profile_targets(session: TargetSession) -> dict[str, int]:
+def profile_targets(session: TargetSessionLike) -> dict[str, int]:
     if session.target.is_reference:
         return {n: session.pids[n] for n in REFERENCE_PROCESSES if n in session.pids}
     pid = session.pids.get("service")

@@ -24,7 +24,7 @@ from perfaudit.profile.pyspy import classifier_for
 from perfaudit.profile.spec import ProfileSpec
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
+    from perfaudit.profile.session import TargetSessionLike
 
 NAME = "pyinstrument"
 STOP_TIMEOUT_S = 120.0
@@ -83,7 +83,7 @@ class PyinstrumentCapture(Capture):
                 f"(and {LOOP_ENV_VAR}=asyncio) for the hook to answer"
             )
 
-    def start(self, session: TargetSession) -> None:
+    def start(self, session: TargetSessionLike) -> None:
         self.clock.window()
         self.base_url = session.base_url.rstrip("/")
         body = {"mode": self.spec.get("mode"), "interval": self.spec.get("interval")}

@@ -32,7 +32,7 @@ from perfaudit.profile.spec import ProfileSpec
 from perfaudit.stack.process import tail
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
+    from perfaudit.profile.session import TargetSessionLike
 
 NAME = "py-spy"
 STOP_TIMEOUT_S = 15.0
@@ -84,7 +84,7 @@ class PySpyCapture(Capture):
     def _raw(self, name: str) -> Path:
         return self.ctx.out_dir / f"py-spy.{name}.collapsed.txt"
 
-    def start(self, session: TargetSession) -> None:
+    def start(self, session: TargetSessionLike) -> None:
         self.clock.window()
         try:
             self.pids = profile_targets(session)

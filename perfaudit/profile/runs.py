@@ -22,11 +22,10 @@ from perfaudit.profile.base import Capture, CaptureContext, Problem, result, ski
 from perfaudit.profile.spec import ProfileSpec
 
 if TYPE_CHECKING:
-    from perfaudit.run.targets import TargetSession
-    from perfaudit.scenario import Scenario
+    from perfaudit.profile.session import ScenarioLike, StartTarget, TargetSessionLike
 
-# run_one(scenario, session, events, hooks) -> entry; passed in so this package does not
-# import the runner (which imports it).
+# run_one(scenario, session, events, hooks) -> entry; passed in (as is start_target, see
+# perfaudit.profile.session) so this package does not import the run layer (which imports it).
 RunOne = Callable[..., dict[str, Any]]
 SETTLE_TIMEOUT_S = 60.0
 PROFILED_KEYS = ("started_at", "finished_at", "target", "summary", "load", "extras", "server",
@@ -38,7 +37,7 @@ class WindowHook:
     """A capture bound to the target it profiles, as the runner's window callbacks see it."""
 
     capture: Capture
-    session: TargetSession
+    session: TargetSessionLike
 
     @property
     def lead_s(self) -> float:
@@ -66,20 +65,21 @@ class _NotesOnly:
 
 
 def profile_scenario(
-    scenario: Scenario,
+    scenario: ScenarioLike,
     entry: dict[str, Any],
     specs: Sequence[ProfileSpec],
-    session: TargetSession | None,
+    session: TargetSessionLike | None,
     run_dir: Path,
     *,
     run_one: RunOne,
+    start_target: StartTarget,
     events: Any,
     problems: Mapping[ProfileSpec, list[Problem]],
     redis_url: str | None = None,
 ) -> None:
     """Run ``scenario`` once per profiler and add ``profiles``, ``overhead`` and
     ``profiled_runs`` to ``entry`` (in place). With ``session``: the profilers that attach to
-    it; without: those that need a target of their own."""
+    it; without: those that need a target of their own, started with ``start_target``."""
     profiles: dict[str, Any] = entry.setdefault("profiles", {})
     costs: dict[str, Any] = entry.setdefault("overhead", {})
     runs: dict[str, Any] = entry.setdefault("profiled_runs", {})
@@ -105,7 +105,7 @@ def profile_scenario(
         events.note(f"profiling {scenario.name} with {spec.label()} ({i}/{len(specs)}) ...")
         profiled, failure = _profiled_run(
             scenario, capture, session, run_dir / f"target-{scenario.name}-{spec.name}",
-            run_one, quiet, redis_url,
+            run_one, start_target, quiet, redis_url,
         )  # fmt: skip
         record = capture.collect() if failure is None else result(spec, "failed", ctx)
         if failure:
@@ -125,7 +125,7 @@ def profile_scenario(
             }
 
 
-def _settle(session: TargetSession) -> None:
+def _settle(session: TargetSessionLike) -> None:
     """Wait until the worker has finished the jobs the unprofiled run left queued, so the
     profiled run on the same target starts from the same state (a saturating run can leave
     thousands)."""
@@ -149,18 +149,17 @@ def _settle(session: TargetSession) -> None:
 
 
 def _profiled_run(
-    scenario: Scenario,
+    scenario: ScenarioLike,
     capture: Capture,
-    session: TargetSession | None,
+    session: TargetSessionLike | None,
     target_dir: Path,
     run_one: RunOne,
+    start_target: StartTarget,
     events: Any,
     redis_url: str | None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """(the run's entry, None) or (None, why it failed); the capture is stopped either way."""
-    from perfaudit.run.targets import start_target
-
-    own: TargetSession | None = None
+    own: TargetSessionLike | None = None
     try:
         if session is not None:
             _settle(session)
@@ -169,7 +168,7 @@ def _profiled_run(
                 scenario.target, target_dir, redis_url=redis_url, launch=capture.launch
             )
         if capture.min_warmup_s > scenario.warmup_s:  # room for a slow attach (memray)
-            scenario = replace(scenario, warmup_s=capture.min_warmup_s)
+            scenario = replace(scenario, warmup_s=capture.min_warmup_s)  # a dataclass
         return run_one(scenario, session, events, hooks=[WindowHook(capture, session)]), None
     except Exception as exc:  # noqa: BLE001 - a failed profiled run must not end the run
         capture.abort()

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from perfaudit.suggest import suggest
+
 PROFILERS: tuple[str, ...] = ("py-spy", "pyinstrument", "memray")
 
 
@@ -131,8 +133,6 @@ def make_spec(name: str, options: Mapping[str, Any] | None = None) -> ProfileSpe
 
 
 def unknown_profiler(name: str) -> str:
-    from perfaudit.scenario.errors import suggest
-
     return f"unknown profiler {name!r} (known: {', '.join(PROFILERS)})" + suggest(
         name, list(PROFILERS)
     )

@@ -7,8 +7,7 @@ a file in one pass instead of one error per run.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -48,13 +47,3 @@ class ScenarioError(Exception):
     @classmethod
     def single(cls, file: str, line: int | None, key: str, message: str) -> ScenarioError:
         return cls([Problem(file, line, key, message)])
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for a close match, else ``""``."""
-    choices = list(choices)
-    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if not match and word:  # a truncated name ("pending" for "pending_callbacks")
-        match = [c for c in choices if c.startswith(word)][:2]
-        match = match if len(match) == 1 else []
-    return f" (did you mean {match[0]!r}?)" if match else ""

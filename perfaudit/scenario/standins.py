@@ -8,8 +8,8 @@ from typing import Any
 
 from yaml.nodes import MappingNode, Node
 
-from perfaudit.scenario.errors import suggest
 from perfaudit.scenario.yamlnodes import Checker, kind_name
+from perfaudit.suggest import suggest
 from perfaudit.upstreams import CONFIGURABLE_ROUTES, SETTING_KEYS, ConfigError, StandinConfig
 
 # The stack points the callback at the service and sets its secret; a scenario must not.

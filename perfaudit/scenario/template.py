@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from perfaudit.scenario.errors import ScenarioError, suggest
+from perfaudit.scenario.errors import ScenarioError
 from perfaudit.scenario.model import RequestSpec, Scenario
+from perfaudit.suggest import suggest
 
 # Per-request placeholders; the numeric ones render as JSON numbers when they are a whole
 # JSON string value ("{{ update_id }}" -> 123, not "123").

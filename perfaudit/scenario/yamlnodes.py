@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from perfaudit.scenario.errors import Problem, ScenarioError, suggest
+from perfaudit.scenario.errors import Problem, ScenarioError
+from perfaudit.suggest import suggest
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
