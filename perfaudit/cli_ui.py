@@ -1,12 +1,14 @@
 """What every command module shares: the consoles, the one-line error exit, switch
 resolution, SIGTERM as Ctrl-C and the report written beside a run. Below perfaudit.cli
-and the command modules it wires, so they can all import it."""
+and the command modules in perfaudit/commands/, so they can all import it; it imports
+neither."""
 
 from __future__ import annotations
 
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -50,3 +52,42 @@ def render_report(run_dir: Path, show: Console) -> list[str]:
         show.print(f"warning: the report could not be rendered: {exc}", highlight=False)
         return []
     return [str(written.html), str(written.markdown)]
+
+
+def render_compared(
+    candidate: str,
+    baseline: str,
+    label: str,
+    baseline_entries: list[dict[str, Any]],
+    comparison: dict[str, Any],
+    show: Console,
+) -> list[str]:
+    """When B is a run, its before/after report goes beside its results (issue: reports)."""
+    from perfaudit.report.render import render
+
+    path = Path(candidate)
+    if not (path.is_dir() or path.name == "results.json"):
+        return []
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for e in baseline_entries:
+        if not e.get("profiled"):
+            by_name.setdefault(e["name"], []).append(e)
+    base = Path(baseline)
+    base_dir = (base if base.is_dir() else base.parent) if base.exists() else None
+    try:
+        written = render(path, None, by_name, label, comparison, base_dir)
+    except Exception as exc:  # noqa: BLE001 - the comparison itself is already printed
+        show.print(f"warning: the report could not be rendered: {exc}", highlight=False)
+        return []
+    return [str(written.html), str(written.markdown)]
+
+
+def load_selected(paths: list[Path] | None, only: list[str] | None) -> list[Any]:
+    """The scenario files under ``paths`` (default: scenarios/), only those named in ``only``;
+    a bad file or an unknown name is a one-line usage error."""
+    from perfaudit.scenario import ScenarioError, UnknownScenarioError, load_scenarios, select
+
+    try:
+        return select(load_scenarios(paths or None), only)
+    except (ScenarioError, UnknownScenarioError) as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None

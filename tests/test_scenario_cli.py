@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from perfaudit.scenario.commands import scenarios_app
+from perfaudit.commands.scenarios import scenarios_app
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = "name: {name}\nrequest: {{path: /}}\nload: {{rate: 5}}\nduration: 1s\n"

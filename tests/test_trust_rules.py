@@ -15,8 +15,8 @@ from perfaudit import baseline as bl
 from perfaudit import calibrate
 from perfaudit.analysis.compare import compare_entries
 from perfaudit.baseline import recorded_untrusted
+from perfaudit.commands import report as report_command
 from perfaudit.gate import GateOptions, plan
-from perfaudit.report import commands as report_commands
 from perfaudit.report.outcome import build_report
 from perfaudit.results import RunRecord, environment, write_atomic
 from perfaudit.run.runner import RunOptions, prepare
@@ -107,7 +107,7 @@ def test_report_applies_the_same_rules(tmp_path: Path) -> None:
     b = repeats("webhook-text", 2, n=5, scale=1.4)
     write_atomic(tmp_path / "a" / "results.json", RunRecord("a", "t", [], old, a, "complete"))
     write_atomic(tmp_path / "b" / "results.json", RunRecord("b", "t", [], ENV, b, "complete"))
-    c = report_commands._comparison(tmp_path / "b", str(tmp_path / "a"))
+    c = report_command.recorded_comparison(tmp_path / "b", str(tmp_path / "a"))
     assert c is not None and c["verdict"] == "inconclusive"
     [s] = c["scenarios"]
     p95 = next(m for m in s["metrics"] if m["metric"] == "p95_ms")

@@ -73,20 +73,49 @@ def percentile_curve(histograms: Mapping[str, dict[str, Any]], title: str) -> st
     return _svg(fig)
 
 
-def load_timeline(series: Mapping[str, Sequence[dict[str, Any]]], warmup_s: float) -> str:
-    """Per second: p50 and p99 latency, and completed requests, for each labelled run."""
+def whole_seconds(
+    seconds: Sequence[dict[str, Any]], window_s: float | None
+) -> list[dict[str, Any]]:
+    """The timeline's seconds that lie wholly inside the load window ``[0, window_s)``.
+
+    The timeline buckets responses by completion time from the start of the load. When the
+    window does not end on a whole second (0.5 s warm-up + 2 s), its last bucket holds only
+    part of a second of load; and every bucket at or after the window's end holds only the
+    drain, the responses to requests still in flight when the load stopped. As responses/s
+    either reads as a drop towards 0 the service never had. Scaling such a bucket up is no
+    honest alternative: its count covers the partial second *plus* a drain of unknown length
+    (responses to requests sent before it), so dividing by the fraction over-reports by about
+    latency / fraction and still shows a drain-only bucket near 0. Only whole seconds are
+    plotted as throughput; the dropped buckets' latencies are real and stay on the latency
+    axes. ``window_s`` None (not recorded): every second is kept."""
+    if window_s is None:
+        return list(seconds)
+    return [s for s in seconds if s["t"] + 1 <= window_s + 1e-9]
+
+
+def load_timeline(loads: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per second: p50 and p99 latency, and completed requests, for each labelled run.
+
+    ``loads``: label -> a results entry's ``load`` (its ``timeline``, ``warmup_s`` and
+    ``duration_s``); each run's time axis starts at the end of its own warm-up."""
     fig, (lat, tput) = _figure(rows=2, height=2.4)
-    for color, (label, seconds) in zip(COLORS, series.items(), strict=False):
+    for color, (label, load) in zip(COLORS, loads.items(), strict=False):
+        seconds = load.get("timeline") or []
+        warmup_s = float(load.get("warmup_s") or 0.0)
+        duration = load.get("duration_s")
+        window_s = None if duration is None else warmup_s + float(duration)
         t = [s["t"] - warmup_s for s in seconds]
         lat.plot(t, [s["p50_ms"] for s in seconds], color=color, label=f"{label} p50")
         lat.plot(t, [s["p99_ms"] for s in seconds], color=color, ls="--", label=f"{label} p99")
-        tput.plot(t, [s["completed"] for s in seconds], color=color, label=label)
+        whole = whole_seconds(seconds, window_s)
+        tput.plot([s["t"] - warmup_s for s in whole], [s["completed"] for s in whole],
+                  color=color, label=label)  # fmt: skip
     for ax in (lat, tput):
         ax.axvspan(min(0.0, ax.get_xlim()[0]), 0, color="grey", alpha=0.1, lw=0)
     lat.set_ylabel("latency (ms)")
     lat.legend(fontsize=7, ncol=2)
     tput.set_ylabel("responses / s")
-    tput.set_xlabel("seconds (shaded: warm-up)")
+    tput.set_xlabel("seconds (shaded: warm-up; whole seconds of load only)")
     return _svg(fig)
 
 

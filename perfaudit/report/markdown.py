@@ -27,7 +27,7 @@ def render_markdown(view: ReportView, out_dir: Path) -> str:
     lines.append(f"**{view.verdict.upper()}** — {esc(view.verdict_text)} ({esc(view.created_at)}, "
                  f"status {esc(view.status)})")  # fmt: skip
     if view.baseline_label:
-        verdict = f": **{view.comparison_verdict}**" if view.comparison_verdict else ""
+        verdict = f": {esc(view.comparison_headline)}" if view.comparison_headline else ""
         lines.append(f"\nCompared with **{esc(view.baseline_label)}**{verdict}")
         lines += [f"- {esc(n)}" for n in view.comparison_notes]
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
@@ -44,7 +44,11 @@ def render_markdown(view: ReportView, out_dir: Path) -> str:
         lines += ["", f"## {esc(s.name)}", "", f"{esc(s.description)} ({s.kind}, {esc(s.target)}) "
                   f"— **{s.verdict}**", ""]  # fmt: skip
         lines += [f"- invalid: {esc(r)}" for r in s.reasons]
+        if s.comparison_headline:
+            lines.append(f"- vs baseline: {esc(s.comparison_headline)}")
         lines += [f"- {esc(n)}" for n in s.notes]
+        if lines[-1]:
+            lines.append("")  # a table right after a list would be read as part of it
         header = "| metric | this run | threshold |"
         rule = "|---|---:|---:|"
         if view.baseline_label:
@@ -55,7 +59,8 @@ def render_markdown(view: ReportView, out_dir: Path) -> str:
             mark = {True: " ✓", False: " ✗", None: ""}[row.threshold_ok]
             line = f"| {esc(row.label)} | {row.value} | {row.threshold}{mark} |"
             if view.baseline_label:
-                line += f" {row.baseline} | {esc(row.change)} | {row.verdict} |"
+                seen = f" ({esc(row.detectable)})" if row.detectable else ""
+                line += f" {row.baseline} | {esc(row.change)} | {row.verdict}{seen} |"
             lines.append(line)
         if s.costs:
             lines += ["", "| per-request cost | |", "|---|---:|"]

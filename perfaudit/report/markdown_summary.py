@@ -14,12 +14,13 @@ from perfaudit.report.outcome import (
     detectable_text,
     floor_text,
     value_text,
+    verdict_of,
 )
 
 ICON = {"pass": "✅", "fail": "❌", "regressed": "❌", "invalid": "⚠️"}
 VERDICT_ICON = {
     "regressed": "🔴 regressed", "improved": "🟢 improved", "unchanged": "⚪ unchanged",
-    "inconclusive": "❔ inconclusive", "missing": "— missing",
+    "withheld": "❔ withheld", "inconclusive": "❔ inconclusive", "missing": "— missing",
 }  # fmt: skip
 
 
@@ -70,7 +71,8 @@ def _versus(o: ScenarioOutcome) -> str:
     if comp is None:
         return "—"
     flagged = [m for m in comp.metrics if m.verdict in ("regressed", "improved")]
-    text = VERDICT_ICON.get(comp.verdict, comp.verdict)
+    verdict = verdict_of(comp)
+    text = VERDICT_ICON.get(verdict, verdict)
     if flagged:
         text += ": " + ", ".join(f"{m.metric} {change_text(m)}" for m in flagged[:3])
     return _cell(text)
@@ -88,9 +90,10 @@ def _details(o: ScenarioOutcome) -> list[str]:
     comp = o.comparison
     if comp is None or not comp.metrics:
         return out
+    verdict = verdict_of(comp)
     out += [
-        f"<details{' open' if comp.verdict == 'regressed' else ''}><summary><b>{o.name}</b>: "
-        f"{VERDICT_ICON.get(comp.verdict, comp.verdict)}</summary>",
+        f"<details{' open' if verdict == 'regressed' else ''}><summary><b>{o.name}</b>: "
+        f"{VERDICT_ICON.get(verdict, verdict)}</summary>",
         "",
         # detectable last: the smallest change the verdict could have seen, read after it
         "| metric | baseline | candidate | change | 95 % CI | noise floor | verdict | detectable |",

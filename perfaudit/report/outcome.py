@@ -60,7 +60,7 @@ class GateReport:
         s = [o.status for o in self.scenarios]
         failed = sum(1 for o in self.scenarios if o.failed_checks)
         regressed = sum(
-            1 for o in self.scenarios if o.comparison and o.comparison.verdict == "regressed"
+            1 for o in self.scenarios if o.comparison and verdict_of(o.comparison) == "regressed"
         )
         parts = []
         if "invalid" in s:
@@ -69,12 +69,12 @@ class GateReport:
             parts.append(f"{failed} failed thresholds")
         if regressed:
             parts.append(f"{regressed} regressed")
+        compared = [o.comparison for o in self.scenarios if o.comparison is not None]
+        versus = f"; vs baseline: {comparison_headline(compared)}" if compared else ""
         if not parts:
-            verdict = self.comparison.verdict if self.comparison else None
-            extra = f"; vs baseline: {verdict}" if verdict else ""
-            return f"PASS: {len(s)} scenario(s){extra}"
+            return f"PASS: {len(s)} scenario(s){versus}"
         word = "INVALID" if "invalid" in s else "FAIL"
-        return f"{word}: {', '.join(parts)} of {len(s)} scenario(s)"
+        return f"{word}: {', '.join(parts)} of {len(s)} scenario(s){versus}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +135,102 @@ def build_report(
 def _elapsed(e: Entry) -> float:
     load = e.get("load") or {}
     return float(load.get("warmup_s", 0.0)) + float(load.get("duration_s", 0.0))
+
+
+# -- the headline of a comparison: only what the comparison defends ---------------------
+# A scenario counts as regressed or improved only where one of its metrics carries that
+# verdict in the comparison itself. A verdict the comparison withheld (a baseline not
+# trusted for that class of metric, a time regression a rerun did not confirm) is no
+# verdict, and neither is one too noisy to give: those scenarios say so, never "regressed".
+HEADLINE_ORDER = ("regressed", "improved", "unchanged", "withheld", "inconclusive", "missing")
+HEADLINE_WORDS = {
+    "regressed": "regressed", "improved": "improved", "unchanged": "unchanged",
+    "withheld": "withheld (not trusted for a verdict: see the notes)",
+    "inconclusive": "inconclusive at this resolution",
+    "missing": "not compared (a side has no valid repeat)",
+}  # fmt: skip
+HEADLINE_METRIC = "p95_ms"  # whose smallest detectable change the headline quotes
+_WITHHELD = ("would be ", "not confirmed by a rerun")  # analysis.compare, gate.confirmed
+
+
+def is_withheld(m: MetricResult) -> bool:
+    """Inconclusive because the comparison withheld the verdict its numbers would give."""
+    return m.verdict == "inconclusive" and m.reason.startswith(_WITHHELD)
+
+
+def verdict_of(sc: ScenarioComparison) -> str:
+    """A scenario's verdict from its metric verdicts alone (never from a stored summary):
+    regressed > improved > unchanged (every metric) > withheld (a metric's verdict was)
+    > inconclusive; missing: nothing compared."""
+    verdicts = {m.verdict for m in sc.metrics}
+    for v in ("regressed", "improved"):
+        if v in verdicts:
+            return v
+    if verdicts and verdicts <= {"unchanged"}:
+        return "unchanged"
+    if not verdicts:
+        return "missing" if sc.verdict == "missing" else "inconclusive"
+    return "withheld" if any(is_withheld(m) for m in sc.metrics) else "inconclusive"
+
+
+def comparison_headline(scenarios: list[ScenarioComparison]) -> str:
+    """What the comparison can defend, per scenario, e.g. "3 scenarios improved, 2 unchanged,
+    1 inconclusive at this resolution (p95 latency: could have seen ±38 %)"."""
+    by: dict[str, list[ScenarioComparison]] = {}
+    for sc in scenarios:
+        by.setdefault(verdict_of(sc), []).append(sc)
+    parts = []
+    for v in HEADLINE_ORDER:
+        n = len(by.get(v, []))
+        if not n:
+            continue
+        noun = "" if parts else ("scenario " if n == 1 else "scenarios ")
+        seen = _resolution(by[v]) if v == "inconclusive" else ""
+        parts.append(f"{n} {noun}{HEADLINE_WORDS[v]}{seen}")
+    return ", ".join(parts) or "no scenario compared"
+
+
+def _resolution(scenarios: list[ScenarioComparison]) -> str:
+    """The smallest change the inconclusive scenarios' p95 could have seen (a range)."""
+    seen = sorted(
+        (m for sc in scenarios for m in sc.metrics
+         if m.metric == HEADLINE_METRIC and m.verdict == "inconclusive" and m.detectable is not None),
+        key=lambda m: m.detectable or 0.0,
+    )  # fmt: skip
+    if not seen:
+        return ""
+    lo, hi = detectable_text(seen[0]), detectable_text(seen[-1])
+    span = lo if lo == hi else f"{lo} to {hi}"
+    return f" ({seen[0].label}: could have seen {span})"
+
+
+def scenario_headline(sc: ScenarioComparison, limit: int = 4) -> str:
+    """One scenario's verdict and what it rests on: the metrics that carry it, or for one
+    without a verdict the smallest change its open metrics could have seen."""
+    v = verdict_of(sc)
+    if v in ("regressed", "improved"):
+        called = [m for m in sc.metrics if m.verdict == v]
+        more = f" (+{len(called) - limit} more)" if len(called) > limit else ""
+        return f"{v}: " + ", ".join(f"{m.label} {change_text(m)}" for m in called[:limit]) + more
+    if v in ("inconclusive", "withheld"):
+        open_ = [m for m in sc.metrics if m.verdict == "inconclusive" and m.detectable is not None]
+        seen = [f"{m.label} {detectable_text(m)}" for m in open_]
+        more = f" (+{len(seen) - limit} more)" if len(seen) > limit else ""
+        return HEADLINE_WORDS[v] + (
+            f"; could have seen {', '.join(seen[:limit])}{more}" if seen else ""
+        )
+    return HEADLINE_WORDS[v]
+
+
+def open_text(m: MetricResult) -> str:
+    """For an inconclusive metric: withheld or not, and the smallest change it could have
+    seen ("" for any other verdict)."""
+    if m.verdict != "inconclusive":
+        return ""
+    seen = f"could have seen {detectable_text(m)}" if m.detectable is not None else ""
+    if is_withheld(m):
+        return "withheld" + (f"; {seen}" if seen else "")
+    return seen
 
 
 # -- shared text for every renderer ----------------------------------------------------

@@ -16,11 +16,12 @@ from perfaudit.report.outcome import (
     detectable_text,
     floor_text,
     value_text,
+    verdict_of,
 )
 
 STYLE = {
     "regressed": "bold red", "improved": "green", "unchanged": "dim",
-    "inconclusive": "yellow", "missing": "dim",
+    "inconclusive": "yellow", "withheld": "yellow", "missing": "dim",
 }  # fmt: skip
 STATUS_STYLE = {
     "pass": "green",
@@ -41,8 +42,9 @@ def print_report(report: GateReport, console: Console) -> None:
     for o in report.scenarios:
         sc = o.comparison
         if sc is not None and sc.metrics:
+            verdict = verdict_of(sc)  # from the metric verdicts, as the headline counts them
             table = Table(
-                title=f"{o.name}: {sc.verdict}", title_style=STYLE.get(sc.verdict, ""),
+                title=f"{o.name}: {verdict}", title_style=STYLE.get(verdict, ""),
                 title_justify="left",
             )  # fmt: skip
             for col in (

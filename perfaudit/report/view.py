@@ -10,10 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfaudit.analysis import costdiff
+from perfaudit.analysis.compare import MetricResult, ScenarioComparison
 from perfaudit.analysis.metrics import BY_NAME
 from perfaudit.redact import redact
 from perfaudit.refservice import switches as sw
 from perfaudit.report import charts
+from perfaudit.report.outcome import (
+    comparison_headline,
+    open_text,
+    scenario_headline,
+    verdict_of,
+)
 from perfaudit.results import RunRecord
 
 Entry = dict[str, Any]
@@ -38,6 +45,7 @@ class Row:
     baseline: str = ""
     change: str = ""
     verdict: str = ""
+    detectable: str = ""  # inconclusive: withheld or not, the smallest change it could see
 
 
 @dataclass
@@ -55,7 +63,8 @@ class ScenarioView:
     charts: dict[str, str]  # title -> svg
     hotspots: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[tuple[str, str]] = field(default_factory=list)  # (label, relative path)
-    comparison_verdict: str = ""
+    comparison_verdict: str = ""  # from the metric verdicts alone (see outcome.verdict_of)
+    comparison_headline: str = ""  # that verdict and what it rests on
     notes: list[str] = field(default_factory=list)
     flamediff: str = ""  # svg: what got cheaper and dearer against the baseline
 
@@ -81,6 +90,9 @@ class ReportView:
     scenarios: list[ScenarioView]
     baseline_label: str = ""
     comparison_verdict: str = ""
+    # What the comparison defends, per scenario ("3 scenarios improved, 2 unchanged, 1
+    # inconclusive at this resolution"): the report's headline against the baseline.
+    comparison_headline: str = ""
     comparison_notes: list[str] = field(default_factory=list)
     optimization_log: list[SwitchEffect] = field(default_factory=list)
 
@@ -125,6 +137,8 @@ def build_view(
         for e in entries
     ]
     verdict = overall_verdict(entries)
+    shown = {e["name"] for e in entries}
+    compared = [ScenarioComparison.from_dict(c) for name, c in by_cmp.items() if name in shown]
     env = record.environment
     packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items() if v)
     targets = sorted({e["target"]["label"] for e in entries})
@@ -149,11 +163,27 @@ def build_view(
         environment=[(k, redact(v)) for k, v in environment],
         scenarios=scenarios,
         baseline_label=redact(baseline_label),
-        comparison_verdict=(comparison or {}).get("verdict", ""),
+        comparison_verdict=_overall(compared) if compared else "",
+        comparison_headline=comparison_headline(compared) if compared else "",
         comparison_notes=[redact(n) for n in (comparison or {}).get("notes", [])],
     )
     view.optimization_log = optimization_log(entries, baseline or {}, by_cmp)
     return view
+
+
+def _overall(compared: list[ScenarioComparison]) -> str:
+    """One word for the whole comparison, as its scenarios' verdicts (for the colour of the
+    banner): regressed > improved > unchanged (all) > inconclusive."""
+    verdicts = {verdict_of(sc) for sc in compared}
+    for v in ("regressed", "improved"):
+        if v in verdicts:
+            return v
+    return "unchanged" if verdicts == {"unchanged"} else "inconclusive"
+
+
+def _detectable(m: dict[str, Any] | None) -> str:
+    """An inconclusive metric's "withheld" and the smallest change it could have seen."""
+    return open_text(MetricResult.from_dict(m)) if m else ""
 
 
 def _load_text(e: Entry) -> str:
@@ -176,6 +206,7 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
     thresholds = {c["metric"]: c for c in e["checks"]}
     cmp_metrics = {m["metric"]: m for m in (cmp or {}).get("metrics", [])}
     base_summary = base[0]["summary"] if base else None
+    sc = ScenarioComparison.from_dict(cmp) if cmp else None
     rows = []
     # The overview reads rows by position, so an instructions-only entry keeps its (n/a)
     # latency rows.
@@ -192,21 +223,20 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
             change=(_pct(m.get("change")) + (f" {_ci(m.get('ci'))}" if m.get("ci") else ""))
             if m else "",
             verdict=m["verdict"] if m else "",
+            detectable=_detectable(m),
         ))  # fmt: skip
     chart_map = {}
     if "latency" in (e.get("load") or {}):  # an instructions-only entry has no load run
         hists = {"this run": e["load"]["latency"]}
-        timelines = {"this run": e["load"]["timeline"]}
+        loads = {"this run": e["load"]}
         timed = [b for b in base if "latency" in (b.get("load") or {})]
         if timed:
             hists = {f"baseline ({timed[0]['target']['label']})": timed[0]["load"]["latency"],
                      **hists}  # fmt: skip
-            timelines = {"baseline": timed[0]["load"]["timeline"], **timelines}
+            loads = {"baseline": timed[0]["load"], **loads}
         chart_map = {
             "Latency by percentile": charts.percentile_curve(hists, e["name"]),
-            "Latency and throughput over time": charts.load_timeline(
-                timelines, e["load"]["warmup_s"]
-            ),
+            "Latency and throughput over time": charts.load_timeline(loads),
         }
     if e["server"].get("process", {}).get("processes"):
         chart_map["CPU, RSS and event-loop lag over the steady window"] = charts.server_timeline(
@@ -228,7 +258,8 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
         charts=chart_map,
         hotspots=hotspots,
         artifacts=artifacts,
-        comparison_verdict=(cmp or {}).get("verdict", ""),
+        comparison_verdict=verdict_of(sc) if sc else "",
+        comparison_headline=redact(scenario_headline(sc)) if sc else "",
         notes=[redact(n) for n in (cmp or {}).get("notes", [])],
     )
 
@@ -379,7 +410,9 @@ def optimization_log(
                 "scenario": e["name"],
                 "before": _fmt(before, "ms"), "after": _fmt(after, "ms"),
                 "change": _pct(change) + (f" {_ci(m.get('ci'))}" if m and m.get("ci") else ""),
-                "verdict": m["verdict"] if m else "single run, no confidence interval",
+                "verdict": (m["verdict"] + (f" ({_detectable(m)})"
+                                            if _detectable(m) else ""))
+                if m else "single run, no confidence interval",
             })  # fmt: skip
         note = ""
         if combined:

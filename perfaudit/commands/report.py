@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from perfaudit import exitcodes, results
+from perfaudit import exitcodes
 
 err = Console(stderr=True)
 
@@ -50,6 +50,7 @@ def report(
     reports: Annotated[Path, typer.Option(help="where run folders are")] = Path("reports"),
 ) -> None:
     """Write index.html (self-contained) and report.md (+ charts/) for a run."""
+    from perfaudit import results
     from perfaudit.baseline import BaselineError
     from perfaudit.report.render import render
 
@@ -58,7 +59,7 @@ def report(
         label, entries, comparison = "", None, None
         if baseline:
             label, entries = baseline_side(baseline)
-            comparison = _comparison(path, baseline)
+            comparison = recorded_comparison(path, baseline)
         base_path = Path(baseline) if baseline else None
         base_dir = None
         if base_path is not None and base_path.exists():
@@ -70,11 +71,12 @@ def report(
     print(f"report: {written.html}\nreport: {written.markdown}")
 
 
-def _comparison(run: Path, baseline: str) -> dict[str, Any] | None:
+def recorded_comparison(run: Path, baseline: str) -> dict[str, Any] | None:
     """The statistical comparison of the run against the baseline, when both have data.
     Verdicts follow ``perfaudit compare``'s trust rules (nothing is re-run): a class of
     metric the recordings do not show to be comparable is inconclusive, with the reason."""
     try:
+        from perfaudit import results
         from perfaudit.analysis.compare import compare_entries
         from perfaudit.baseline import read_entries, recorded_untrusted
 

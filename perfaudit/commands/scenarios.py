@@ -1,25 +1,19 @@
-"""``perfaudit scenarios list|validate`` (mounted by perfaudit/cli.py as ``scenarios``)."""
+"""``perfaudit scenarios list|validate`` (wired by perfaudit/cli.py as ``scenarios``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from perfaudit import exitcodes
-from perfaudit.scenario.errors import Problem, ScenarioError
-from perfaudit.scenario.loader import (
-    default_scenario_dir,
-    duplicate_names,
-    load_scenario,
-    scenario_files,
-)
-from perfaudit.scenario.model import Scenario
-from perfaudit.scenario.yamlnodes import display_path
+
+if TYPE_CHECKING:
+    from perfaudit.scenario.errors import Problem
+    from perfaudit.scenario.model import Scenario
 
 scenarios_app = typer.Typer(
     add_completion=False,
@@ -39,6 +33,11 @@ def _check(
     paths: list[Path] | None,
 ) -> tuple[list[tuple[Path, Scenario | None, list[Problem]]], bool]:
     """Each file with its scenario or problems; False when no file was found."""
+    # Imported here, not at start-up: the loader brings yaml and the validators.
+    from perfaudit.scenario.errors import Problem, ScenarioError
+    from perfaudit.scenario.loader import duplicate_names, load_scenario, scenario_files
+    from perfaudit.scenario.yamlnodes import display_path
+
     files = scenario_files(paths or None)
     results: list[tuple[Path, Scenario | None, list[Problem]]] = []
     for f in files:
@@ -61,6 +60,8 @@ def _check(
 
 
 def _no_files(paths: list[Path] | None, err: Console) -> typer.Exit:
+    from perfaudit.scenario.loader import default_scenario_dir
+
     where = ", ".join(str(p) for p in paths) if paths else str(default_scenario_dir())
     err.print(f"error: no scenario files (*.yaml) in {where}", highlight=False, markup=False)
     return typer.Exit(exitcodes.USAGE)
@@ -70,6 +71,8 @@ def _no_files(paths: list[Path] | None, err: Console) -> typer.Exit:
 def validate(paths: PathsArg = None) -> None:
     """Check scenario files; prints 'ok  FILE' or one 'FILE:LINE: KEY: problem' line each.
     Exit code 2 when any file is invalid."""
+    from perfaudit.scenario.yamlnodes import display_path
+
     out, err = Console(highlight=False), Console(stderr=True, highlight=False)
     results, found = _check(paths)
     if not found:
@@ -93,6 +96,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="print the scenarios as JSON")] = False,
 ) -> None:
     """The scenarios: name, kind, target, load, duration, thresholds."""
+    from rich.table import Table
+
     out, err = Console(highlight=False), Console(stderr=True, highlight=False)
     results, found = _check(paths)
     if not found:
