@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sysdeps run serve test lint bench clean
+.PHONY: setup sysdeps run serve test lint bench audit audit-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ test: setup
 lint: setup
 	$(BIN)/ruff check perfaudit tests benchmarks
 	$(BIN)/ruff format --check perfaudit tests benchmarks
+
+## audit: the full Phase 4 audit (~45 min); commits-ready report in reports/phase4 and docs
+audit: setup
+	$(BIN)/perfaudit audit --publish reports/phase4 --docs docs/performance.md
+
+## audit-quick: the CI form of the audit (under 8 minutes), into reports/
+audit-quick: setup
+	$(BIN)/perfaudit audit --quick
 
 bench: setup
 	$(BIN)/python benchmarks/bench_webhook_flow.py

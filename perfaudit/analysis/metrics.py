@@ -100,13 +100,30 @@ def _derived(*path: str) -> Callable[[Entry], float | None]:
     return get
 
 
-def _service_cpu_ms(e: Entry) -> float | None:
-    """CPU time of the service process per request, over the steady window."""
-    procs = e["server"]["process"]["processes"]
-    requests = e["summary"]["requests"]
-    if not requests or "service" not in procs:
-        return None
-    return 1000.0 * procs["service"]["cpu_seconds"] / requests
+def _process_cpu_ms(name: str) -> Callable[[Entry], float | None]:
+    """CPU time of one process (service, worker) per request, over the steady window."""
+
+    def get(e: Entry) -> float | None:
+        procs = e["server"]["process"]["processes"]
+        requests = e["summary"]["requests"]
+        if not requests or name not in procs:
+            return None
+        return 1000.0 * procs[name]["cpu_seconds"] / requests
+
+    return get
+
+
+def _process_rss_max(name: str) -> Callable[[Entry], float | None]:
+    """Peak resident memory of one process over the steady window, in MB."""
+
+    def get(e: Entry) -> float | None:
+        proc = e["server"]["process"]["processes"].get(name)
+        return None if not proc else proc["rss_mb"]["max"]
+
+    return get
+
+
+_service_cpu_ms = _process_cpu_ms("service")
 
 
 def _instructions(
@@ -192,6 +209,13 @@ METRICS: tuple[Metric, ...] = (
            trust="count"),
     Metric("service_cpu_ms_per_request", "service CPU/request", "ms", "lower", "log", 0.01,
            _service_cpu_ms),
+    # Audit-only (perfaudit.audit): not part of the gate's default comparison.
+    Metric("worker_cpu_ms_per_request", "worker CPU/request", "ms", "lower", "log", 0.01,
+           _process_cpu_ms("worker"), compared=False),
+    Metric("service_rss_max_mb", "service peak RSS", "MB", "lower", "log", 1.0,
+           _process_rss_max("service"), compared=False),
+    Metric("worker_rss_max_mb", "worker peak RSS", "MB", "lower", "log", 1.0,
+           _process_rss_max("worker"), compared=False),
     # instructions per request under callgrind (measure: [instructions]); every process is
     # gated on its own: a 1 % change in the service hides in the worker's larger total.
     _ir_metric("instructions_per_request", "instructions/request", None, compared=False),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,10 @@ class RunOptions:
     # Measures for every scenario (--measure); None: each scenario's own ``measure:`` key.
     measure: tuple[str, ...] | None = None
     cost_requests: int | None = None  # --cost-requests: overrides cost.requests
+    # Reference targets: after the load, keep the metrics window open until the work the
+    # requests caused (jobs, cursor-runner callbacks, replies) is done, up to this many
+    # seconds, so per-request costs count all of it, not only what fitted in the window.
+    drain_s: float = 0.0
 
 
 class RunEvents(Protocol):
@@ -128,7 +133,7 @@ def run_scenarios(
                     for scenario in timed:
                         index += 1
                         events.scenario_started(scenario, index, len(ordered))
-                        entry = run_one(scenario, session, events)
+                        entry = run_one(scenario, session, events, drain_s=options.drain_s)
                         record.scenarios.append(entry)
                         write_atomic(results_path, record)
                         events.scenario_finished(entry)
@@ -252,8 +257,9 @@ def _profile(
     specs = profile_specs(scenario, options)
     if specs:
         profile_scenario(
-            scenario, entry, specs, session, run_dir, run_one=run_one, events=events,
-            problems=problems, redis_url=options.redis_url,
+            scenario, entry, specs, session, run_dir, run_one=run_one,
+            start_target=start_target, events=events, problems=problems,
+            redis_url=options.redis_url,
         )  # fmt: skip
 
 
@@ -273,8 +279,10 @@ def run_one(
     session: TargetSession,
     events: RunEvents,
     hooks: Sequence[WindowHook] = (),
+    drain_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One run of ``scenario``; ``hooks`` (profilers) start and stop with the steady window."""
+    """One run of ``scenario``; ``hooks`` (profilers) start and stop with the steady window;
+    ``drain_s``: see :attr:`RunOptions.drain_s`."""
     _configure_standins(scenario, session)
     collectors = collectors_for(
         pids=session.pids,
@@ -298,6 +306,8 @@ def run_one(
 
     def stop_window() -> None:
         start_window()  # a run shorter than its warm-up still gets a (short) window
+        if drain_s > 0 and state["result"] is None:
+            state["drained"] = _drain(session, drain_s)
         with lock:
             if state["result"] is None:
                 state["result"] = window.stop()
@@ -324,7 +334,26 @@ def run_one(
             timer.cancel()
         stop_window()
         progress.close()
+    if "drained" in state:
+        extras["drain"] = state["drained"]
     return build_entry(scenario, session, load, extras, state["result"] or {}, started_at)
+
+
+def _drain(session: TargetSession, timeout_s: float) -> dict[str, Any]:
+    """Wait until a reference target is quiet; how long it took, or why it did not get there."""
+    from perfaudit.measure.quiet import QuietTimeout, ReferenceQuiet
+
+    if session.stack is None:
+        return {"status": "skipped", "reason": "not a reference target"}
+    t0 = time.monotonic()
+    quiet = ReferenceQuiet(session.stack)
+    try:
+        quiet.wait(timeout_s, settle_s=0.2)
+        return {"status": "quiet", "wait_s": round(time.monotonic() - t0, 2)}
+    except QuietTimeout as exc:
+        return {"status": "timeout", "wait_s": round(time.monotonic() - t0, 2), "reason": str(exc)}
+    finally:
+        quiet.close()
 
 
 def build_entry(
