@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,13 +34,20 @@ def stack(
         yield info
 
 
-@pytest.fixture
-def client(stack: StackInfo) -> Iterator[StackClient]:
+@contextmanager
+def fresh_client(stack: StackInfo) -> Iterator[StackClient]:
+    """A client of ``stack`` whose stand-ins start from the fast defaults, whatever an
+    earlier test configured, and lose their injected errors afterwards."""
     with StackClient(stack) as c:
-        # Each test starts from the fast defaults, whatever an earlier test configured.
         c.configure(FAST_STANDINS)
         yield c
         c.configure({"routes": {"*": {"error_rate": 0, "timeout_rate": 0}}})
+
+
+@pytest.fixture
+def client(stack: StackInfo) -> Iterator[StackClient]:
+    with fresh_client(stack) as c:
+        yield c
 
 
 def run_dir_of(stack: StackInfo) -> Path:

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import test_refservice_flow as flow
+from conftest import fresh_client
 from test_switches_effects import NEW_SWITCHES
 
 from perfaudit.refservice import switches as sw
 from perfaudit.stack.client import StackClient
-from perfaudit.stack.stack import FAST_STANDINS, StackInfo
+from perfaudit.stack.stack import StackInfo
 
 SUBSETS = {
     "phase3+new": NEW_SWITCHES,
@@ -31,10 +32,8 @@ def mixed_stack(request: pytest.FixtureRequest, stack_with: Callable[..., StackI
 
 @pytest.fixture
 def mixed(mixed_stack: StackInfo) -> Iterator[StackClient]:
-    with StackClient(mixed_stack) as c:
-        c.configure(FAST_STANDINS)
+    with fresh_client(mixed_stack) as c:
         yield c
-        c.configure({"routes": {"*": {"error_rate": 0, "timeout_rate": 0}}})
 
 
 def test_text_message(mixed: StackClient) -> None:

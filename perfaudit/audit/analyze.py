@@ -189,11 +189,18 @@ def capacity_table(folder: Path) -> list[dict[str, Any]]:
     results = json.loads(path.read_text()).get("results", [])
     by: dict[str, dict[str, Any]] = {}
     for r in results:
+        if "error" in r:  # the search could not run: the row says so
+            by.setdefault(r["scenario"], {}).setdefault("errors", []).append(
+                f"{r['variant']}: {r['error']}"
+            )
+            continue
         by.setdefault(r["scenario"], {})[r["variant"]] = r
     rows = []
     for scenario, sides in by.items():
         row: dict[str, Any] = {"scenario": scenario, PHASE3: sides.get(PHASE3),
                                OPTIMIZED: sides.get(OPTIMIZED)}  # fmt: skip
+        if sides.get("errors"):
+            row["errors"] = sides["errors"]
         if sides.get(PHASE3) and sides.get(OPTIMIZED):
             row["ratio"] = capacity_ratio(
                 CapacityResult.from_dict(sides[PHASE3]), CapacityResult.from_dict(sides[OPTIMIZED])

@@ -23,10 +23,11 @@ from typing import Any
 
 from perfaudit.audit.plan import OPTIMIZED, PHASE3, AuditPlan, Config
 from perfaudit.profile import ProfileSpec, parse_cli
-from perfaudit.results import environment, new_run_id, utc_now
-from perfaudit.run.repeat import Side, run_repeats
-from perfaudit.run.runner import RunEvents, RunOptions
+from perfaudit.results import RunRecord, environment, new_run_id, utc_now
+from perfaudit.run.repeat import Runner, Side, run_repeats
+from perfaudit.run.runner import RunEvents, RunOptions, run_scenarios
 from perfaudit.scenario import Scenario
+from perfaudit.stack.process import ProcessStartError
 
 AUDIT_FILE = "audit.json"
 # cursor-runner "works" 200-300 ms (as in e2e-flow) instead of the stand-in's 3-5 s, and
@@ -90,6 +91,33 @@ def audited(scenario: Scenario, max_rate: float | None = None) -> Scenario:
     return out
 
 
+def tolerant(runner: Runner = run_scenarios, attempts: int = 2) -> Runner:
+    """``runner`` for an audit's many short runs: a target that fails to start (a port taken
+    between choosing and binding it, on a busy machine) is tried again, and after the last
+    attempt that run is left out with a note instead of ending the whole part."""
+
+    def run(
+        scenarios: list[Scenario], options: RunOptions, events: RunEvents, command: list[str],
+        record: RunRecord,
+    ) -> RunRecord:  # fmt: skip
+        for attempt in range(1, attempts + 1):
+            try:
+                return runner(scenarios, options, events, command, record)
+            except (ProcessStartError, ConnectionError, OSError) as exc:
+                if record.scenarios:  # it started and measured: keep what it has
+                    events.note(f"run ended early ({exc}); its finished scenarios are kept")
+                    return record
+                first = str(exc).splitlines()[0]
+                if attempt == attempts:
+                    events.note(f"left out after {attempts} attempts: {first}")
+                    record.status = "failed"
+                    return record
+                events.note(f"target did not start ({first}); trying again")
+        return record
+
+    return run
+
+
 def run_ablation(
     plan: AuditPlan, scenarios: dict[str, Scenario], folder: Path, events: RunEvents,
     command: list[str],
@@ -107,6 +135,7 @@ def run_ablation(
             key=c.key,
             scenarios=_select(scenarios, (name,), s.ablation_max_rate),
             options=_options(c, folder, base),
+            runner=tolerant(),
             folder=f"{c.key}--{name}",
         )
         for name in plan.scenarios
@@ -136,6 +165,7 @@ def run_instructions(
             key=c.key,
             options=_options(c, folder, base),
             scenarios=[scenarios[n] for n in plan.scenarios if n in wanted[c.key]],
+            runner=tolerant(),
         )  # fmt: skip
         for c in plan.configs
         if c.key in wanted
@@ -159,12 +189,20 @@ def run_capacity(
     for name in plan.capacity:
         for variant in (PHASE3, OPTIMIZED):
             events.note(f"capacity: {name} on {variant}")
-            result = search_capacity(
-                scenarios[name], RunOptions(variant=variant, profile=(), measure=("latency",)),
-                start_rate=CAPACITY_START.get(name, 10.0), max_rate=s.capacity_max_rate,
-                refine=s.capacity_refine, factor=s.capacity_factor, warmup_s=s.warmup_s, duration_s=s.capacity_duration_s,
-                run_dir=folder / "capacity" / f"{variant}-{name}", events=events,
-            )  # fmt: skip
+            try:
+                result = search_capacity(
+                    scenarios[name], RunOptions(variant=variant, profile=(), measure=("latency",)),
+                    start_rate=CAPACITY_START.get(name, 10.0), max_rate=s.capacity_max_rate,
+                    refine=s.capacity_refine, factor=s.capacity_factor, warmup_s=s.warmup_s, duration_s=s.capacity_duration_s,
+                    run_dir=folder / "capacity" / f"{variant}-{name}", events=events,
+                )  # fmt: skip
+            except (ProcessStartError, ConnectionError, OSError, ValueError) as exc:
+                # this search is left out (said in the report); the others still run
+                out.append(
+                    {"scenario": name, "variant": variant, "error": str(exc).splitlines()[0]}
+                )
+                path.write_text(json.dumps({"results": out}, indent=1, default=str))
+                continue
             out.append({"scenario": name, "variant": variant, **result.to_dict()})
             steps += len(result.steps)
             path.write_text(json.dumps({"results": out}, indent=1, default=str))
@@ -184,7 +222,7 @@ def run_profiles(
     # Profiles need a steady window long enough for enough samples.
     base = RunOptions(duration_s=max(s.duration_s, 4.0), warmup_s=s.warmup_s, profile=specs,
                       measure=("latency",))  # fmt: skip
-    side = Side(key=OPTIMIZED, scenarios=_select(scenarios, opt.scenarios),
+    side = Side(key=OPTIMIZED, runner=tolerant(), scenarios=_select(scenarios, opt.scenarios),
                 options=_options(opt, folder, base))  # fmt: skip
     run_repeats([side], 1, folder, events, command, run_id="profiles")
     return len(opt.scenarios) * (1 + len(specs))
