@@ -453,6 +453,7 @@ def compare_scenario(
             continue
         seed = settings.seed ^ zlib.crc32(f"{name}/{m.name}".encode())
         r = compare_metric(m, ra[m.name], rb[m.name], settings, seed)
+        _quantised(m, r, a + b)
         why = withheld.get(m.trust)
         if why is not None and r.verdict in ("regressed", "improved"):
             r.reason = f"would be {r.verdict}, but {why}; {r.reason}"
@@ -462,6 +463,29 @@ def compare_scenario(
     out.notes += _trust_notes(withheld, compared)
     out.verdict = _scenario_verdict(out.metrics)
     return out
+
+
+def _quantised(metric: Metric, r: MetricResult, entries: list[Entry]) -> None:
+    """No verdict from a difference a quantised reading cannot resolve. CPU time comes in
+    clock ticks: a reading of N ticks has counting noise of about sqrt(N) ticks (Poisson),
+    which two or three repeats that happen to agree tick for tick cannot show."""
+    steps = [q for q in (metric.step(e) for e in entries) if q]
+    if not steps or r.diff is None or r.baseline is None or r.candidate is None:
+        return
+    q = max(steps)
+    top = max(abs(r.baseline), abs(r.candidate))
+    counting = (
+        2 * math.sqrt(top * q) * math.sqrt(1 / max(r.n_baseline, 1) + 1 / max(r.n_candidate, 1))
+    )
+    need = max(2 * q, counting)
+    if r.baseline and metric.scale == "log":
+        r.detectable = max(r.detectable or 0.0, need / r.baseline)
+    if abs(r.diff) < need and r.verdict in ("regressed", "improved"):
+        r.reason = (
+            f"would be {r.verdict}, but the difference ({r.diff:+.3g} {metric.unit}) is within "
+            f"the counting noise of CPU clock ticks (±{need:.3g} {metric.unit}); {r.reason}"
+        )
+        r.verdict = "inconclusive"
 
 
 def withheld_classes(*specs: Untrusted | None) -> dict[str, str]:

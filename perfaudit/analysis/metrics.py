@@ -12,6 +12,7 @@ A metric is read from a results entry (``summary``, ``derived`` per-request cost
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,6 +46,18 @@ class Metric:
     # verdict; ``get_windows`` returns the per-sub-window values of one entry.
     deterministic: bool = False
     get_windows: Callable[[Entry], list[float] | None] | None = None
+    # The smallest step one entry's value can take (in the metric's unit), where the reading
+    # is quantised: CPU time comes in clock ticks, so per request it moves in steps of
+    # tick / requests and a difference of one step is no evidence.
+    quantum: Callable[[Entry], float | None] | None = None
+
+    def step(self, entry: Entry) -> float | None:
+        if self.quantum is None:
+            return None
+        try:
+            return self.quantum(entry)
+        except (KeyError, TypeError, ZeroDivisionError):
+            return None
 
     def window_values(self, entry: Entry) -> list[float]:
         if self.get_windows is None:
@@ -124,6 +137,12 @@ def _process_rss_max(name: str) -> Callable[[Entry], float | None]:
 
 
 _service_cpu_ms = _process_cpu_ms("service")
+CPU_TICK_MS = 1000.0 / os.sysconf("SC_CLK_TCK")  # psutil's CPU times count clock ticks
+
+
+def _cpu_quantum(e: Entry) -> float | None:
+    requests = e["summary"]["requests"]
+    return CPU_TICK_MS / requests if requests else None
 
 
 def _instructions(
@@ -208,10 +227,10 @@ METRICS: tuple[Metric, ...] = (
            "lower", "abs", 0.05, _derived("upstreams", "new_connections_per_call"),
            trust="count"),
     Metric("service_cpu_ms_per_request", "service CPU/request", "ms", "lower", "log", 0.01,
-           _service_cpu_ms),
+           _service_cpu_ms, quantum=_cpu_quantum),
     # Audit-only (perfaudit.audit): not part of the gate's default comparison.
     Metric("worker_cpu_ms_per_request", "worker CPU/request", "ms", "lower", "log", 0.01,
-           _process_cpu_ms("worker"), compared=False),
+           _process_cpu_ms("worker"), compared=False, quantum=_cpu_quantum),
     Metric("service_rss_max_mb", "service peak RSS", "MB", "lower", "log", 1.0,
            _process_rss_max("service"), compared=False),
     Metric("worker_rss_max_mb", "worker peak RSS", "MB", "lower", "log", 1.0,
