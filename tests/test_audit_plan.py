@@ -3,6 +3,8 @@ scenarios it touches, against references that run every one of them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from perfaudit.audit.analyze import headline, interactions, switch_verdict
@@ -108,3 +110,22 @@ def test_add_one_and_drop_one_disagreeing_is_an_interaction() -> None:
     assert [(f["metric"], f["add_one"], f["drop_one"]) for f in found] == [
         ("p95_ms", "improved", "unchanged")
     ]
+
+
+def test_resuming_keeps_the_complete_parts_and_runs_only_the_rest(tmp_path: Path) -> None:
+    from perfaudit.audit.runner import read_record, run_audit
+    from perfaudit.run.display import QuietEvents
+
+    plan = build_plan(AVAILABLE, PRESETS["quick"], ["atomic-getdel"], ["callback-unknown"])
+    done = {"status": "complete", "wall_s": 12.0, "runs": 4}
+    stored = {"audit_id": "audit-x", "created_at": "2026-12-02T00:00:00+00:00",
+              "environment": {"cpu": "kept"}, "command": ["perfaudit", "audit"],
+              "parts": {"ablation": done, "instructions": {"status": "interrupted"}}}  # fmt: skip
+    ran: list[str] = []
+    folder = run_audit(plan, {}, tmp_path, QuietEvents(), ["resume"], resume=stored,
+                       on_part=lambda part, info: ran.append(part))  # fmt: skip
+    record = read_record(folder)
+    assert folder.name == "audit-x" and ran == []  # quick: no instructions, nothing left
+    assert record["parts"] == {"ablation": done} and record["status"] == "complete"
+    assert record["environment"] == {"cpu": "kept"}
+    assert record["command"] == ["perfaudit", "audit", "&&", "resume"]

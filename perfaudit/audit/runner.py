@@ -255,15 +255,25 @@ def run_audit(
     command: list[str],
     audit_id: str | None = None,
     on_part: Callable[[str, dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> Path:
     """Run every part of ``plan``; returns the audit folder. What finished is kept (and
-    recorded) when a part fails or the audit is interrupted."""
+    recorded) when a part fails or the audit is interrupted. ``resume``: the stored
+    ``audit.json`` of an audit to go on with: its complete parts are kept, not run again."""
+    if resume is not None:
+        audit_id = resume["audit_id"]
     audit_id = audit_id or f"audit-{new_run_id()}"
     folder = out_dir / audit_id
     record = AuditRecord(audit_id=audit_id, command=command, plan=plan.to_dict())
+    if resume is not None:
+        record.created_at, record.environment = resume["created_at"], resume["environment"]
+        record.command = [*resume["command"], "&&", *command]
+        record.parts = {k: v for k, v in resume["parts"].items() if v.get("status") == "complete"}
     write_record(folder, record)
     try:
         for part in wanted_parts(plan):
+            if part in record.parts:
+                continue  # complete in the audit this one resumes
             t0 = time.monotonic()
             record.parts[part] = {"status": "running", "started_at": utc_now()}
             write_record(folder, record)

@@ -84,6 +84,13 @@ def audit(
         Path | None,
         typer.Option(help="measure nothing: re-render this audit folder from its results"),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="go on with this interrupted audit folder: its complete parts are kept, the "
+            "others run with this invocation's settings (e.g. --no-instructions)"
+        ),
+    ] = None,
 ) -> None:
     from perfaudit.cli_ui import console, fail
 
@@ -121,9 +128,13 @@ def audit(
         plan = build_plan({n: s.kind for n, s in reference.items()}, settings, switch, scenario)
     except AuditPlanError as exc:
         raise fail(exitcodes.USAGE, str(exc)) from None
+    stored = None
+    if resume is not None:
+        stored, plan = _resumed(resume, plan)
+        out = resume.parent
     _preflight(plan)
     console.print(_plan_text(plan), highlight=False)
-    folder = _measure(plan, reference, out)
+    folder = _measure(plan, reference, out, stored)
     _finish(folder, publish, docs)
     status = json.loads((folder / "audit.json").read_text()).get("status")
     if status == "failed":  # a part could not run: the rest is reported, the exit says so
@@ -160,7 +171,32 @@ def _plan_text(plan: Any) -> str:
     return "\n".join(parts)
 
 
-def _measure(plan: Any, scenarios: dict[str, Any], out: Path) -> Path:
+def _resumed(folder: Path, now: Any) -> tuple[dict[str, Any], Any]:
+    """The stored record of ``folder`` and the plan to go on with: the stored ablation
+    (what the complete parts measured) with this invocation's settings for the rest."""
+    from perfaudit.audit.plan import AuditPlan
+    from perfaudit.audit.runner import AUDIT_FILE
+    from perfaudit.cli_ui import fail
+
+    try:
+        record = json.loads((folder / AUDIT_FILE).read_text())
+        stored = AuditPlan.from_dict(record["plan"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise fail(exitcodes.USAGE, f"{folder}: cannot resume: {exc}") from None
+    rest = {k: getattr(now.settings, k) for k in (
+        "instructions", "instructions_switches", "instructions_roles", "instructions_requests",
+        "capacity", "capacity_duration_s", "capacity_max_rate", "capacity_factor",
+        "capacity_refine", "profile", "profile_scenarios")}  # fmt: skip
+    plan = replace(
+        stored, settings=replace(stored.settings, **rest), instructions=now.instructions,
+        capacity=now.capacity, profile_scenarios=now.profile_scenarios,
+    )  # fmt: skip
+    return record, plan
+
+
+def _measure(
+    plan: Any, scenarios: dict[str, Any], out: Path, resume: dict[str, Any] | None = None
+) -> Path:
     from perfaudit.audit.runner import run_audit
     from perfaudit.cli_ui import console, fail, sigterm_as_interrupt
     from perfaudit.results import new_run_id
@@ -168,7 +204,7 @@ def _measure(plan: Any, scenarios: dict[str, Any], out: Path) -> Path:
     from perfaudit.stack.process import ProcessStartError
     from perfaudit.stack.redis_server import RedisNotFoundError
 
-    audit_id = f"audit-{new_run_id()}"
+    audit_id = resume["audit_id"] if resume else f"audit-{new_run_id()}"
     folder = out / audit_id
     sigterm_as_interrupt()
 
@@ -183,7 +219,7 @@ def _measure(plan: Any, scenarios: dict[str, Any], out: Path) -> Path:
 
     try:
         with LiveDisplay(console) as live:
-            run_audit(plan, scenarios, out, live, sys.argv, audit_id, on_part=done)
+            run_audit(plan, scenarios, out, live, sys.argv, audit_id, on_part=done, resume=resume)
     except KeyboardInterrupt:
         console.print(f"interrupted; what finished is kept in {folder}", highlight=False)
         _finish(folder, None, None, quiet=True)
