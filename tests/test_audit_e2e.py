@@ -7,8 +7,10 @@ bounded to 100 req/s: about a minute on two cores.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psutil
@@ -18,28 +20,43 @@ from perfaudit.audit.plan import AuditPlan
 from perfaudit.results import read
 
 CLI = [sys.executable, "-m", "perfaudit.cli"]
+MARK = "PERFAUDIT_TEST_AUDIT_MARK"
 pytestmark = pytest.mark.timeout(480)
 
 
-def _perfaudit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _perfaudit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=600, cwd=cwd
+        [*CLI, *args], capture_output=True, text=True, timeout=600,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
+
+
+def _marked(mark: str) -> list[list[str]]:
+    """Processes still running with ``mark`` in their environment: what the audit started
+    (every target process inherits it), whatever else runs on the machine."""
+    left = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.environ().get(MARK) == mark:
+                left.append(p.info["cmdline"])
+        except (psutil.Error, OSError):
+            continue
+    return left
 
 
 @pytest.fixture(scope="module")
 def audit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("audit")
-    before = {p.pid for p in psutil.process_iter()}
+    mark = uuid.uuid4().hex
     proc = _perfaudit(
         "audit", "--switch", "text-fastpath", "-s", "webhook-text", "--repeat", "2",
         "--duration", "1.5", "--warmup", "0.5", "--capacity-max-rate", "100",
         "--no-instructions", "--no-profiles", "--out", str(out),
         "--publish", str(out / "published"), "--docs", str(out / "docs" / "performance.md"),
+        env={MARK: mark},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    left = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.pid not in before]
-    stray = [p.info["cmdline"] for p in left if "perfaudit" in " ".join(p.info["cmdline"] or [])]
+    stray = _marked(mark)
     assert not stray, f"processes left running: {stray}"
     (folder,) = [p for p in out.iterdir() if p.name.startswith("audit-")]
     (folder / "stdout.txt").write_text(proc.stdout)
