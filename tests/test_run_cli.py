@@ -167,13 +167,20 @@ def test_reference_scenarios_of_every_kind(tmp_path: Path) -> None:
         "-s", "callback-success", "--duration", "2", "--warmup", "0.5",
         "--variant", "phase3", "--out", str(tmp_path / "reports"), "--json", timeout=240,
     )  # fmt: skip
-    assert r.returncode in (0, 1), r.stdout + r.stderr  # thresholds may fail on phase3
+    # Thresholds may fail on phase3; and phase3's background work (unbounded jobs, each
+    # ~150 ms of CPU) can starve the load generator on two cores: its self-check then marks
+    # the run invalid (exit 3), for that reason only.
+    assert r.returncode in (0, 1, 3), r.stdout + r.stderr
     summary = json.loads(r.stdout)
     record = results.read(Path(summary["results"]))
     by_name = {e["name"]: e for e in record.scenarios}
     assert set(by_name) == {"health", "telegram-job", "redis-store", "e2e-flow", "callback-success"}
     for e in by_name.values():
-        assert e["validity"]["valid"], (e["name"], e["validity"])
+        reasons = e["validity"]["reasons"]
+        assert e["validity"]["valid"] or all("sent late" in x for x in reasons), (
+            e["name"],
+            reasons,
+        )
         assert e["target"]["variant"] == "phase3" and e["target"]["switches"] == []
         assert e["server"]["loop_lag"]["samples"] > 0
         assert set(e["server"]["process"]["processes"]) >= {"service", "worker", "redis"}
