@@ -26,6 +26,9 @@ class Switch:
     touches: tuple[str, ...] = ()
     # Where the change lives: "path/to/file.py:function" or "path/to/file.py:Class.method".
     code: tuple[str, ...] = ()
+    # The diagnosis rules (perfaudit.analysis.findings) whose finding this switch fixes: a
+    # finding on a reference target names the switches of its rule that are off there.
+    rules: tuple[str, ...] = ()
 
 
 CATALOG: tuple[Switch, ...] = (
@@ -52,6 +55,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/app.py:create_app.lifespan",
             "perfaudit/refservice/worker.py:startup",
         ),
+        rules=("connection-churn",),
     ),
     Switch(
         "atomic-getdel",
@@ -70,6 +74,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/store.py:PendingStore.claim",
             "perfaudit/refservice/store.py:PendingStore.release",
         ),
+        rules=("redis-round-trips",),
     ),
     Switch(
         "http-keepalive",
@@ -88,6 +93,7 @@ CATALOG: tuple[Switch, ...] = (
             "e2e-flow",
         ),
         code=("perfaudit/refservice/clients/http.py:HttpClients.session",),
+        rules=("connection-churn",),
     ),
     Switch(
         "callback-background",
@@ -99,6 +105,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/callback.py:handle_callback",
             "perfaudit/refservice/worker.py:deliver_callback",
         ),
+        rules=("upstream-dominates",),
     ),
     Switch(
         "settings-cache",
@@ -107,6 +114,7 @@ CATALOG: tuple[Switch, ...] = (
         "settings are read once and cached for a few seconds per process",
         touches=("webhook-text", "callback-success", "telegram-job", "webhook-voice", "e2e-flow"),
         code=("perfaudit/refservice/system_settings.py:SystemSettings.enabled",),
+        rules=("blocking-io", "loop-blocked"),
     ),
     Switch(
         "stream-audio",
@@ -120,6 +128,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/clients/elevenlabs.py:SpeechToText.transcribe",
             "perfaudit/refservice/clients/elevenlabs.py:TextToSpeech.synthesize",
         ),
+        rules=("blocking-io",),
     ),
     Switch(
         "text-fastpath",
@@ -140,6 +149,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/formatting.py:local_command_reply",
             "perfaudit/refservice/formatting.py:is_forwardable",
         ),
+        rules=("dominant-function",),
     ),
     Switch(
         "lean-logging",
@@ -151,6 +161,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/app.py:create_app.telegram_webhook",
             "perfaudit/refservice/handler.py:handle_update",
         ),
+        rules=("logging-overhead",),
     ),
     Switch(
         "redis-pipeline",
@@ -163,6 +174,7 @@ CATALOG: tuple[Switch, ...] = (
         "three); a failed forward's DEL and HSET go in one",
         touches=("webhook-text", "telegram-job", "e2e-flow", "webhook-voice"),
         code=("perfaudit/refservice/handler.py:_forward",),
+        rules=("redis-round-trips",),
     ),
     Switch(
         "concurrent-awaits",
@@ -178,6 +190,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/handler.py:_transcribe",
             "perfaudit/refservice/handler.py:handle_callback_query",
         ),
+        rules=("sequential-awaits",),
     ),
     Switch(
         "response-cache",
@@ -202,6 +215,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/clients/telegram.py:TelegramClient.set_webhook",
             "perfaudit/refservice/clients/telegram.py:TelegramClient.delete_webhook",
         ),
+        rules=("upstream-dominates",),
     ),
     Switch(
         "leak-fix",
@@ -226,6 +240,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/request_log.py:RequestLogMiddleware.__call__",
             "perfaudit/refservice/handler.py:handle_update",
         ),
+        rules=("memory-growth",),
     ),
     Switch(
         "backpressure",
@@ -248,6 +263,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/worker.py:max_jobs",
             "perfaudit/refservice/clients/http.py:HttpClients.session",
         ),
+        rules=("unbounded-queue",),
     ),
 )
 
