@@ -23,6 +23,9 @@ sysdeps:
 	  fi; }
 
 setup: sysdeps $(STAMP)
+	@# the connect() counter for external targets (built on first use otherwise; needs gcc)
+	@-$(BIN)/python -c "from perfaudit.collect.connections import build_shim; build_shim()" \
+	  || echo "warning: no connect() shim (gcc missing?): new connections of external targets are not counted"
 
 ## run: set up, then run the main job
 run: setup

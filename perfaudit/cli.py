@@ -11,6 +11,7 @@ from perfaudit.commands import (
     audit,
     baseline,
     compare,
+    diagnose,
     report,
     run,
     scenarios,
@@ -24,7 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help=(
         "perfaudit: load, profile and compare Python services.\n\n"
-        "Exit codes: 0 ok; 1 a threshold failed or a regression was found; "
+        "Exit codes: 0 ok; 1 a threshold failed, a regression was found, or a finding at "
+        "or above --fail-on-findings; "
         "2 usage or configuration error; 3 the run is invalid (generator saturated, "
         "a process crashed); 130 interrupted."
     ),
@@ -33,6 +35,7 @@ app = typer.Typer(
 # -- the verbs: one line each (commands first, then the groups; help lists them in this order)
 app.command("report")(report.report)
 app.command("compare", help=compare.HELP)(compare.compare)
+app.command("diagnose")(diagnose.diagnose)
 app.command("switches")(switches.switches)
 app.command("serve")(serve.serve)
 app.command("smoke")(smoke.smoke)

@@ -25,6 +25,7 @@ from rich.console import Console
 
 from perfaudit import baseline as bl
 from perfaudit.analysis.compare import Comparison, GateSettings, compare_entries
+from perfaudit.analysis.findings._gather import gather
 from perfaudit.analysis.metrics import BY_NAME, Entry
 from perfaudit.refservice import switches as sw
 from perfaudit.report import junit, markdown_summary
@@ -66,6 +67,8 @@ class GateOptions:
     # A time-based regression fails only if a second round (N more repeats per side,
     # interleaved) confirms it; instruction and count verdicts are deterministic enough.
     confirm: bool = True
+    # --fail-on-findings: findings at or above this severity fail the JUnit cases and exit 1.
+    fail_on_findings: str | None = None
 
 
 @dataclass
@@ -417,10 +420,11 @@ def run_gate(
         (folder / COMPARISON_FILE).write_text(
             json.dumps(run.to_dict(), indent=1, default=str) + "\n"
         )
+    diagnosis = gather(candidate)
     if gate.junit:
-        junit.write(report, gate.junit)
+        junit.write(report, gate.junit, diagnosis, gate.fail_on_findings)
     if gate.summary:
-        markdown_summary.write(report, gate.summary)
+        markdown_summary.write(report, gate.summary, diagnosis, gate.fail_on_findings)
     return run
 
 

@@ -33,6 +33,7 @@ def test_per_request_arithmetic() -> None:
     assert d["redis"] == {
         "commands": 4.0,
         "new_connections": 0.05,
+        "round_trips": None,  # the INFO had no total_reads_processed
         "by_command": {"get": 1.0, "setex": 3.0},
     }
     ups = d["upstreams"]
@@ -47,7 +48,9 @@ def test_per_request_with_nothing_to_divide_by_or_failed_parts() -> None:
     assert ratio(3, 0) is None
     d = per_request(0, REDIS, {"error": "ConnectError: refused"})
     assert d["redis"]["commands"] is None and d["upstreams"] is None
-    assert per_request(10, None, None) == {"requests": 10, "redis": None, "upstreams": None}
+    assert per_request(10, None, None) == {
+        "requests": 10, "redis": None, "upstreams": None, "connections": None
+    }  # fmt: skip
 
 
 class Fake:
@@ -101,7 +104,9 @@ def test_window_context_manager_ends_sampling_on_error() -> None:
 
 def test_collectors_for_leaves_out_unknown_sources() -> None:
     assert list(collectors_for(service_url="http://x", instrumented=False)) == []
-    assert list(collectors_for(pids={"svc": 1}, service_url="http://x")) == ["process", "loop_lag"]
+    # The memory probe comes first, so its full collection stays out of the loop-lag window.
+    instrumented = collectors_for(pids={"svc": 1}, service_url="http://x")
+    assert list(instrumented) == ["memory", "process", "loop_lag"]
 
 
 def test_instrumented_asgi_wraps_any_app() -> None:

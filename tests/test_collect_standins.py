@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from perfaudit.collect import StandinDelta
-from perfaudit.collect.standins import delta, upstream_of
+from perfaudit.collect.standins import chat_key, delta, sequences, upstream_of
 from perfaudit.stack.net import LOOPBACK, free_port, http_ok
 from perfaudit.stack.process import ManagedProcess
 
@@ -79,3 +79,45 @@ def test_reset_inside_the_window_counts_from_zero() -> None:
     assert result["calls"] == 2  # the outgoing callback is not an upstream call
     assert result["upstreams"]["telegram"]["new_connections"] == 1
     assert result["callbacks"] == {"sent": 1, "failed": 0, "pending": 2}
+
+
+def _call(route: str, ts: float, ms: float, body: dict[str, object] | None) -> dict[str, object]:
+    return {"route": route, "ts": ts, "duration_ms": ms, "json": body}
+
+
+def test_sequences_pair_each_chats_consecutive_calls() -> None:
+    calls = []
+    for chat in (1, 2, 3):  # awaited in turn: getFile starts 1 ms after the notice ended
+        t = 100.0 + chat
+        calls += [_call("telegram.sendMessage", t, 50.0, {"chat_id": chat, "text": "🎤"}),
+                  _call("telegram.getFile", t + 0.051, 40.0, {"file_id": f"voice-{chat}"})]  # fmt: skip
+    for chat in (4, 5):  # gathered: getFile starts while the notice runs
+        t = 200.0 + chat
+        calls += [_call("telegram.sendMessage", t, 50.0, {"chat_id": chat}),
+                  _call("telegram.getFile", t + 0.002, 40.0, {"file_id": f"voice-{chat}"})]  # fmt: skip
+    calls.append(_call("elevenlabs.stt", 300.0, 900.0, None))  # no chat: in no sequence
+    out = sequences(calls)
+    assert out["calls"] == 11 and out["chats"] == 5 and out["truncated"] is False
+    [p] = out["pairs"]
+    assert (p["first"], p["then"], p["groups"], p["sequential"], p["overlapped"]) == (
+        "telegram.sendMessage", "telegram.getFile", 5, 3, 2,
+    )  # fmt: skip
+    assert p["gap_ms_p50"] == pytest.approx(1.0, abs=0.01)
+    assert (p["first_ms_p50"], p["then_ms_p50"]) == (50.0, 40.0)
+    assert chat_key({"json": {"callback_query_id": "cq-77"}}) == "77"
+
+
+def test_window_sequences_come_from_the_call_log_of_the_window(standins: dict[str, str]) -> None:
+    with httpx.Client(base_url=standins["telegram"], timeout=5) as http:
+        http.post("/bot123:abc/sendMessage", json={"chat_id": 900, "text": "before"})
+        collector = StandinDelta(standins["control"])
+        collector.start()
+        for chat in (901, 902):
+            http.post("/bot123:abc/sendMessage", json={"chat_id": chat, "text": "🎤"})
+            http.post("/bot123:abc/getFile", json={"file_id": f"voice-{chat}"})
+    seqs = collector.stop()["sequences"]
+    assert seqs["chats"] == 2 and seqs["calls"] == 4  # the call before the window is not in
+    [p] = seqs["pairs"]
+    assert (p["first"], p["then"], p["groups"], p["sequential"]) == (
+        "telegram.sendMessage", "telegram.getFile", 2, 2,
+    )  # fmt: skip

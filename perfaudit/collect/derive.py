@@ -20,13 +20,23 @@ def _usable(part: Any) -> bool:
     return isinstance(part, dict) and "error" not in part
 
 
-def per_request(requests: int, redis: Result | None, standins: Result | None) -> Result:
+def per_request(
+    requests: int,
+    redis: Result | None,
+    standins: Result | None,
+    connections: Result | None = None,
+) -> Result:
     """Costs per request; a part is None when its collector is missing or failed."""
     return {
         "requests": requests,
         "redis": _redis(requests, redis) if redis is not None and _usable(redis) else None,
         "upstreams": (
             _upstreams(requests, standins) if standins is not None and _usable(standins) else None
+        ),
+        "connections": (
+            _connections(requests, connections)
+            if connections is not None and _usable(connections)
+            else None
         ),
     }
 
@@ -35,8 +45,21 @@ def _redis(requests: int, redis: Result) -> Result:
     return {
         "commands": ratio(redis.get("total_commands", 0), requests),
         "new_connections": ratio(redis.get("connections_received", 0), requests),
+        # Reads Redis did per request: commands / round_trips > 1 means pipelining or MGET.
+        "round_trips": (
+            None if redis.get("round_trips") is None else ratio(redis["round_trips"], requests)
+        ),
         "by_command": {
             name: ratio(calls, requests) for name, calls in redis.get("commands", {}).items()
+        },
+    }
+
+
+def _connections(requests: int, connections: Result) -> Result:
+    return {
+        "new_per_request": ratio(connections.get("new", 0), requests),
+        "by_destination": {
+            dest: ratio(n, requests) for dest, n in connections.get("by_destination", {}).items()
         },
     }
 

@@ -36,4 +36,4 @@ class LoopLagCollector:
         self._request("POST", f"{LOOP_PATH}/reset")  # the probe's figures now cover the window
 
     def stop(self) -> Result:
-        return self._request("GET", LOOP_PATH)
+        return {"source": "probe", **self._request("GET", LOOP_PATH)}  # vs "canary"

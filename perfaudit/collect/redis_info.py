@@ -3,7 +3,9 @@
 One ``INFO all`` at start and one at stop, on a single connection opened before the baseline
 (so its handshake is not in the window). Redis counts a command after running it, so the
 stop reading contains exactly one command of ours, the start INFO, and no connection of ours:
-both are subtracted and the deltas are exact. ``INFO all`` (not three section calls) because
+both are subtracted and the deltas are exact. The same holds for ``total_reads_processed``
+(one read of ours, the stop INFO): ``round_trips`` is the reads Redis did for its clients.
+Pipelined commands arrive in one read, so ``total_commands / round_trips`` shows batching. ``INFO all`` (not three section calls) because
 Redis 6.2 takes one section per call, and three calls would skew the sections against each other.
 """
 
@@ -16,6 +18,7 @@ import redis
 from perfaudit.collect.base import Result
 
 _OWN_INFO_CALLS = 1  # the baseline INFO lands in the stop reading
+_OWN_READS = 1  # the stop INFO's read is counted before it runs; the baseline's is in start
 
 
 class RedisInfoDelta:
@@ -96,6 +99,12 @@ def delta(start: dict[str, Any], end: dict[str, Any], *, own_connections: int = 
         "command_usec": dict(sorted(usec.items())),
         "command_errors": dict(sorted(errors.items())),
         "total_commands": d("total_commands_processed") - own_commands,
+        # Redis 6.2+; None on an older server that does not count reads.
+        "round_trips": (
+            d("total_reads_processed") - (0 if restarted else _OWN_READS)
+            if "total_reads_processed" in end
+            else None
+        ),
         "connections_received": d("total_connections_received") - own_connections,
         "connected_clients": int(end.get("connected_clients", 0)) - 1,  # minus ours
         "keyspace_hits": d("keyspace_hits"),

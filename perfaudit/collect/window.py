@@ -6,8 +6,13 @@ stand-ins, a service may not be instrumented): the error is reported in its plac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from perfaudit.collect.base import Collector, Result
+from perfaudit.collect.canary import CanaryCollector
+from perfaudit.collect.connections import ConnectionCounter
 from perfaudit.collect.loop_lag import LoopLagCollector
+from perfaudit.collect.memory_probe import MemoryProbeDelta
 from perfaudit.collect.process import ProcessSampler
 from perfaudit.collect.redis_info import RedisInfoDelta
 from perfaudit.collect.standins import StandinDelta
@@ -64,13 +69,22 @@ def collectors_for(
     service_url: str | None = None,
     instrumented: bool = True,
     interval: float = 0.25,
+    canary: tuple[str, float] | None = None,
+    connect_log: Path | None = None,
 ) -> dict[str, Collector]:
     """The standard set for what is known about a target; unknown sources are left out.
 
     For a perfaudit stack: ``collectors_for(pids=info.pids, redis_url=info.redis_url,
     standin_control_url=info.standin_control_url, service_url=info.service_url)``.
+    ``canary``: ``(path, rate_hz)`` measures loop lag when the service has no probe
+    (``instrumented`` false); its idle baseline is taken here, so call this before the load.
+    ``connect_log``: the connect() shim's log of a target started with it.
     """
     out: dict[str, Collector] = {}
+    if service_url and instrumented:
+        # First in, last out: its full collection (~20 ms on the loop) happens before the
+        # loop-lag window opens and after it closes, so it never shows up as loop lag.
+        out["memory"] = MemoryProbeDelta(service_url)
     if pids:
         out["process"] = ProcessSampler(pids, interval=interval)
     if redis_url:
@@ -79,4 +93,10 @@ def collectors_for(
         out["standins"] = StandinDelta(standin_control_url)
     if service_url and instrumented:
         out["loop_lag"] = LoopLagCollector(service_url)
+    elif service_url and canary:
+        probe = CanaryCollector(service_url, *canary)
+        probe.calibrate()
+        out["loop_lag"] = probe
+    if connect_log is not None:
+        out["connections"] = ConnectionCounter(connect_log, pids)
     return out

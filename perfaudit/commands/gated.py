@@ -26,11 +26,15 @@ def gated_run(
     summary: Path | None,
     as_json: bool,
     confirm: bool = True,
+    fail_on_findings: str | None = None,
 ) -> int:
     """Run the gate and print its outcome; returns the exit code."""
+    from perfaudit.analysis.findings._gather import exit_code, gather
     from perfaudit.gate import DEFAULT_REPEAT, GateError, GateOptions, plan, print_gate, run_gate
+    from perfaudit.report.findings_terminal import print_findings
     from perfaudit.results import new_run_id
     from perfaudit.run.display import LiveDisplay, QuietEvents
+    from perfaudit.run.repeat import CANDIDATE
     from perfaudit.scenario import ScenarioError
     from perfaudit.stack.process import ProcessStartError
     from perfaudit.stack.redis_server import RedisNotFoundError
@@ -39,7 +43,10 @@ def gated_run(
     n = repeat if repeat is not None else (DEFAULT_REPEAT if baseline else 1)
     if n < 1:
         raise fail(exitcodes.USAGE, f"--repeat must be >= 1, got {n}")
-    gate = GateOptions(baseline=baseline, repeat=n, junit=junit, summary=summary, confirm=confirm)
+    gate = GateOptions(
+        baseline=baseline, repeat=n, junit=junit, summary=summary, confirm=confirm,
+        fail_on_findings=fail_on_findings,
+    )  # fmt: skip
     try:
         plan(scenarios, options, gate)  # usage errors before anything starts
     except GateError as exc:
@@ -63,13 +70,22 @@ def gated_run(
     except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
         raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
     written = _render_gated(result, show)
+    # The candidate's findings (repeats share the first one's), as in the JUnit and summary.
+    diagnosis = gather(result.records[CANDIDATE].scenarios)
+    code = exit_code(result.report.exit_code, diagnosis, fail_on_findings)
     if as_json:
-        print(json.dumps(result.to_dict() | {"report": written}, indent=2, default=str))
+        out = result.to_dict() | {"report": written, "diagnosis": diagnosis.to_dict()}
+        print(json.dumps(out | {"exit_code": code}, indent=2, default=str))
     else:
         print_gate(result, console)
+        print_findings(diagnosis, console, result.report.results or result.run_id)
+        hits = diagnosis.at_least(fail_on_findings)
+        if hits:
+            console.print(f"[bold red]FAILED[/]: {len(hits)} finding(s) at or above "
+                          f"{fail_on_findings} (--fail-on-findings)", highlight=False)  # fmt: skip
         for path in written:
             console.print(f"report: {path}", highlight=False)
-    return result.report.exit_code
+    return code
 
 
 def _render_gated(result: Any, show: Any) -> list[str]:

@@ -14,7 +14,8 @@ import typer
 from perfaudit import cli_ui as ui
 from perfaudit import exitcodes
 from perfaudit.commands import options as opt
-from perfaudit.commands.options import RedisUrlOpt, WithOpt, WithoutOpt
+from perfaudit.commands.diagnose import FailOnFindingsOpt
+from perfaudit.commands.options import WithOpt, WithoutOpt
 
 
 def run(
@@ -38,7 +39,14 @@ def run(
         float | None, typer.Option(help="override every scenario's warm-up (seconds)")
     ] = None,
     out: Annotated[Path, typer.Option(help="where run folders go")] = Path("reports"),
-    redis_url: RedisUrlOpt = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="reference targets: use this Redis instead of starting a private one; "
+            "external targets: the service's Redis, read for per-request costs (overrides "
+            "target.redis_url)"
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="print the run summary as JSON on stdout")
     ] = False,
@@ -68,6 +76,16 @@ def run(
     repeat: Annotated[int | None, typer.Option(help=opt.REPEAT)] = None,
     junit: Annotated[Path | None, typer.Option(help=opt.JUNIT)] = None,
     summary_md: Annotated[Path | None, typer.Option("--summary", help=opt.SUMMARY)] = None,
+    diagnose: Annotated[
+        bool,
+        typer.Option(
+            "--diagnose",
+            help="also run the profilers the diagnosis rules read (py-spy:idle, pyinstrument, "
+            "memray), added to --profile or the scenarios' own: one more run per profiler; the "
+            "unprofiled run's figures and verdict are unaffected",
+        ),
+    ] = False,
+    fail_on_findings: FailOnFindingsOpt = None,
     confirm: Annotated[
         bool,
         typer.Option(
@@ -81,9 +99,12 @@ def run(
     """Drive each scenario's target with load and measure it; write reports/<run-id>/."""
     import json as json_mod
 
+    from perfaudit.analysis.findings._gather import check_level, gather
+    from perfaudit.analysis.findings._gather import exit_code as findings_exit_code
     from perfaudit.profile import ProfileSpecError, parse_cli
     from perfaudit.profile.terminal import print_profiles
     from perfaudit.report.cost_terminal import cost_summary, print_cost
+    from perfaudit.report.findings_terminal import print_findings
     from perfaudit.run.display import LiveDisplay, QuietEvents, explain, final_table
     from perfaudit.run.runner import RunOptions, run_scenarios
     from perfaudit.scenario import ScenarioError
@@ -104,6 +125,12 @@ def run(
         profile_specs = parse_cli(profile)
     except ProfileSpecError as exc:
         raise fail(exitcodes.USAGE, str(exc)) from None
+    try:
+        level = check_level(fail_on_findings)
+    except ValueError as exc:
+        raise fail(exitcodes.USAGE, str(exc)) from None
+    if diagnose:
+        scenarios, profile_specs = with_diagnosis_profilers(scenarios, profile_specs)
     measures = parse_measures(measure, cost_requests)
     options = RunOptions(
         out_dir=out, duration_s=duration, warmup_s=warmup, variant=variant,
@@ -115,7 +142,9 @@ def run(
     if baseline or repeat is not None or junit or summary_md:  # the CI gate
         from perfaudit.commands.gated import gated_run
 
-        code = gated_run(scenarios, options, baseline, repeat, junit, summary_md, as_json, confirm)
+        code = gated_run(
+            scenarios, options, baseline, repeat, junit, summary_md, as_json, confirm, level
+        )
         raise typer.Exit(code)
     from perfaudit.results import RunRecord
 
@@ -139,7 +168,8 @@ def run(
     except (ProcessStartError, RedisNotFoundError, ConnectionError, OSError) as exc:
         raise fail(exitcodes.INVALID, f"could not start a target: {exc}") from None
     entries = record.scenarios
-    code = exit_code(entries)
+    diagnosis = gather(entries)
+    code = findings_exit_code(exit_code(entries), diagnosis, level)
     report_paths = ui.render_report(out / record.run_id, show)
     if as_json:
         summary = {
@@ -154,11 +184,17 @@ def run(
                 for e in entries
             ],
             "instructions_per_request": cost_summary(entries),
+            "diagnosis": diagnosis.to_dict(),
         }
         print(json_mod.dumps(summary, indent=2, default=str))
     else:
         console.print(final_table(entries, f"run {record.run_id}"))
         explain(entries, console)
+        print_findings(diagnosis, console, record.run_id)
+        hits = diagnosis.at_least(level)
+        if hits:
+            console.print(f"[bold red]FAILED[/]: {len(hits)} finding(s) at or above "
+                          f"{level} (--fail-on-findings)", highlight=False)  # fmt: skip
         print_profiles(entries, console)
         print_cost(entries, console)
         console.print(f"results: {out / record.run_id / 'results.json'}", highlight=False)
@@ -175,6 +211,31 @@ def exit_code(entries: list[dict[str, Any]]) -> int:
     if "fail" in verdicts:
         return exitcodes.FAILED
     return exitcodes.OK
+
+
+def with_diagnosis_profilers(
+    scenarios: list[Any], given: tuple[Any, ...] | None
+) -> tuple[list[Any], tuple[Any, ...] | None]:
+    """``--diagnose``: the profilers the rules read, merged into --profile when it was given
+    (``given``), else into each scenario's own ``profile:`` key."""
+    from dataclasses import replace
+
+    if given is not None:
+        return scenarios, merge_profiles(given)
+    return [replace(s, profile=merge_profiles(s.profile)) for s in scenarios], None
+
+
+def merge_profiles(specs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``specs`` plus what the diagnosis needs; a profiler already chosen keeps its options
+    and gains the ones the rules need (py-spy: idle, so a thread blocked in a sleep or a
+    sync socket read on the event loop is sampled at all)."""
+    from perfaudit.profile.spec import make_spec
+
+    needed = {"py-spy": {"idle": True}, "pyinstrument": {}, "memray": {}}
+    merged = {s.name: dict(s.options) for s in specs}
+    for name, options in needed.items():
+        merged[name] = merged.get(name, {}) | options
+    return tuple(make_spec(name, options) for name, options in merged.items())
 
 
 def parse_measures(measure: str | None, cost_requests: int | None) -> tuple[str, ...] | None:

@@ -80,6 +80,42 @@ def parse_collapsed(text: str) -> list[tuple[Stack, float]]:
     return out
 
 
+@dataclass(frozen=True)
+class ThreadStack:
+    """One collapsed line of ``py-spy record --threads``: the thread it was sampled on."""
+
+    thread: str  # py-spy's thread id (the OS thread id on Linux); "" when the line has none
+    name: str | None  # the Python thread name when py-spy knows it ("MainThread")
+    stack: Stack
+    weight: float
+
+
+_THREAD = re.compile(r"^thread \((?P<id>[^)]*)\)(?::\s*(?P<name>.*))?$")
+
+
+def parse_collapsed_threads(text: str) -> list[ThreadStack]:
+    """Like :func:`parse_collapsed`, keeping the ``thread (tid): name`` label of each line
+    (``--threads``). ``process ...`` labels (``--subprocesses``) are dropped."""
+    out: list[ThreadStack] = []
+    for raw in text.splitlines():
+        stack_text, _, count = raw.rpartition(" ")
+        if not stack_text or not count.isdigit():
+            continue
+        parts = [p for p in stack_text.split(";") if p]
+        thread, name = "", None
+        while parts and (parts[0].startswith(("thread (", "process ")) or "(" not in parts[0]):
+            label = parts.pop(0)
+            m = _THREAD.match(label)
+            if m:
+                thread, name = m.group("id"), m.group("name") or name
+            elif "(" not in label and thread and name is None:
+                name = label  # a bare thread name on its own, after the id
+        if parts:
+            stack = tuple(parse_frame(p) for p in parts)
+            out.append(ThreadStack(thread, name, stack, float(count)))
+    return out
+
+
 def _norm(path: str) -> str:
     return path.replace("\\", "/")
 

@@ -281,6 +281,11 @@ class MemrayCapture(Capture):
             info = memray_stats.summarize(json.loads(stats_path.read_text()), classifier)
         except (OSError, ValueError) as exc:
             problems.append(f"stats: {exc}")
+        if info:
+            try:
+                info["leaks"] = memray_stats.leaks(capture, classifier)
+            except Exception as exc:  # noqa: BLE001 - a reader error costs the leaks only
+                problems.append(f"leaks: {exc}")
         if problems:
             info["error" if not info else "warnings"] = "; ".join(problems)
         files = [capture, stats_path, flame, leaks]

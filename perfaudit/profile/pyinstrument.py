@@ -11,6 +11,8 @@ only serializes. Measured here: ~0.45 of unprofiled throughput (whole process).
 from __future__ import annotations
 
 import json
+import re
+from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ import httpx
 from perfaudit.profile import hotspots
 from perfaudit.profile.asgi import ENV_VAR, LOOP_ENV_VAR, PREFIX
 from perfaudit.profile.base import Capture, CaptureContext, Clock, Launch, Problem, result
+from perfaudit.profile.loopthread import SourceReader, driver_index, read_source
 from perfaudit.profile.preflight import module_problem
 from perfaudit.profile.pyspy import classifier_for
 from perfaudit.profile.spec import ProfileSpec
@@ -59,6 +62,62 @@ def stacks_of(session_json: dict[str, Any]) -> list[tuple[hotspots.Stack, float]
         (tuple(parse_identifier(f) for f in stack), float(t))
         for stack, t in session_json.get("frame_records") or []
     ]
+
+
+AWAIT_FRAME = "[await]"  # pyinstrument's leaf for time a request's task spent awaiting
+TOP_AWAITS = 20
+_MERGED = re.compile(r"(\d+) requests merged")
+
+
+def awaits_of(
+    session_json: dict[str, Any],
+    classifier: hotspots.Classifier,
+    *,
+    top: int = TOP_AWAITS,
+    source: SourceReader = read_source,
+) -> dict[str, Any]:
+    """Await time per own-code line (``awaits``), from a requests-mode session.
+
+    In requests mode pyinstrument ends a stack with ``[await]`` while the request's task
+    waits, under the coroutine frames that awaited. Every own frame on such a stack gets the
+    time at its current line, not only the innermost: ``await a(); await b()`` in a handler
+    whose ``a`` and ``b`` await the network shows as two lines of the handler, which is what
+    sequential-awaits looks for. ``share`` is of the summed request time (the session's
+    duration in requests mode), the same basis for every line."""
+    per_line: dict[tuple[str, str, int], float] = defaultdict(float)
+    for stack, t in session_json.get("frame_records") or []:
+        if not stack or stack[-1] != AWAIT_FRAME:
+            continue
+        frames = [parse_identifier(info) for info in stack[:-1]]
+        # Only what runs on the loop: the frames below it (a main() calling uvicorn.run, the
+        # module) would get every await of every request.
+        d = driver_index(tuple(frames))
+        seen: set[tuple[str, str, int]] = set()  # a recursive stack counts a line once
+        for f in frames[d + 1 :] if d is not None else frames:
+            if f.line is None or classifier.category(f) != "own":
+                continue
+            key = (f.function, f.file, f.line)
+            if key not in seen:
+                seen.add(key)
+                per_line[key] += float(t)
+    total = float(session_json.get("duration") or 0.0)
+    m = _MERGED.search(str(session_json.get("target_description") or ""))
+    ranked = sorted(per_line.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {
+        "requests": int(m.group(1)) if m else None,
+        "request_seconds": round(total, 4),
+        "sites": [
+            {
+                "function": fn,
+                "file": file,
+                "line": line,
+                "code": source(file, line),
+                "seconds": round(t, 4),
+                "share": round(t / total, 4) if total else 0.0,
+            }
+            for (fn, file, line), t in ranked
+        ],  # fmt: skip
+    }
 
 
 class PyinstrumentCapture(Capture):
@@ -146,8 +205,11 @@ class PyinstrumentCapture(Capture):
             "cpu_seconds": round(float(self.session.get("cpu_time") or 0.0), 3),
             "artifacts": [str(p.relative_to(self.ctx.run_dir)) for p in files if p.exists()],
         }
+        classifier = classifier_for(self.ctx.target)
         if stacks:
-            info["hotspots"] = hotspots.hotspots(stacks, classifier_for(self.ctx.target))
+            info["hotspots"] = hotspots.hotspots(stacks, classifier)
+            if self.started.get("mode") == "requests":
+                info["awaits"] = awaits_of(self.session, classifier)
         else:
             self.errors.append("the session holds no samples (did any request arrive?)")
         if self.started.get("mode") == "requests":

@@ -1,10 +1,11 @@
 """py-spy: sampled stacks of the service and worker processes, attached by PID over the
 steady window.
 
-One ``py-spy record --pid P --format raw --full-filenames`` per process starts at the window
-start and is stopped with SIGINT at its end (py-spy then writes its file). The raw collapsed
-stacks are kept, and the SVG flame graph and the speedscope file are rendered from them (one
-recording can only write one format). Measured on this project's machine: ~0.96 of unprofiled
+One ``py-spy record --pid P --format raw --full-filenames --threads`` per process starts at the
+window start and is stopped with SIGINT at its end (py-spy then writes its file). The raw
+collapsed stacks are kept, and the SVG flame graph and the speedscope file are rendered from them
+(one recording can only write one format). Per process: hotspots, and what the event-loop thread
+was doing (``loop``, from loopthread.py). Measured on this project's machine: ~0.96 of unprofiled
 throughput at 100 Hz; ``nonblocking`` is within noise of 1.0 but loses ~10 % of samples.
 """
 
@@ -16,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perfaudit.profile import flamegraph, hotspots
+from perfaudit.profile import flamegraph, hotspots, loopthread
 from perfaudit.profile.base import (
     Capture,
     CaptureContext,
@@ -74,7 +75,10 @@ class PySpyCapture(Capture):
     def _argv(self, pid: int, out: Path) -> list[str]:
         binary = py_spy_binary()
         assert binary is not None
-        argv = [binary, "record", "--pid", str(pid), "--format", "raw", "--full-filenames"]
+        # --threads labels each stack with its thread, so the event-loop thread can be told
+        # apart from thread-pool threads (loopthread.py); the flame graphs drop the label.
+        argv = [binary, "record", "--pid", str(pid), "--format", "raw", "--full-filenames",
+                "--threads"]  # fmt: skip
         argv += ["--rate", str(self.spec.get("rate")), "--output", str(out)]
         for flag in ("idle", "gil", "nonblocking", "native"):
             if self.spec.get(flag):
@@ -127,6 +131,14 @@ class PySpyCapture(Capture):
                 proc.kill()
             proc.wait()
 
+    def _loop(self, text: str, classifier: hotspots.Classifier, pid: int) -> dict[str, Any]:
+        window_s = self.clock.to_dict().get("captured_s") or self.ctx.window_s
+        return loopthread.summarize(
+            hotspots.parse_collapsed_threads(text), classifier,
+            idle_sampled=bool(self.spec.get("idle")), rate_hz=int(self.spec.get("rate")),
+            window_s=float(window_s), pid=pid,
+        )  # fmt: skip
+
     def collect(self) -> dict[str, Any]:
         classifier = classifier_for(self.ctx.target)
         processes: dict[str, Any] = {}
@@ -156,6 +168,7 @@ class PySpyCapture(Capture):
             flamegraph.write_all(stacks, svg, scope, title, classifier)
             artifacts += [svg, scope, raw]
             info["hotspots"] = hotspots.hotspots(stacks, classifier)
+            info["loop"] = self._loop(text, classifier, pid)
             info["artifacts"] = [str(p.relative_to(self.ctx.run_dir)) for p in (svg, scope, raw)]
             processes[name] = info
         ok = any("hotspots" in p for p in processes.values())

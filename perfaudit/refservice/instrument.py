@@ -221,6 +221,9 @@ class InstrumentedASGI:
         self.app = app
         self.probe = probe or LoopLagProbe()
         self.router = Router(routes=routes(self.probe))
+        # Only the probe's own paths: other /__perfaudit/ routes (the pyinstrument hook, when
+        # the app is wrapped by it too) belong to the app.
+        self.paths = frozenset(r.path for r in self.router.routes if isinstance(r, Route))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -234,7 +237,7 @@ class InstrumentedASGI:
                 return message
 
             await self.app(scope, observed, send)
-        elif scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
+        elif scope["type"] == "http" and scope["path"] in self.paths:
             await self.router(scope, receive, send)
         else:
             await self.app(scope, receive, send)

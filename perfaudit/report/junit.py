@@ -5,7 +5,11 @@
   when inconclusive (too noisy to say: its message names the smallest change the
   comparison could have detected), passed when unchanged or improved;
 - ``validity``: an ``<error>`` when the run is invalid (generator saturated, a process
-  exited): the other cases of that scenario are not to be trusted.
+  exited): the other cases of that scenario are not to be trusted;
+- ``findings.<scenario>`` / ``<rule>: <title>``: one case per finding, with its severity
+  as a property and its evidence, location, fix and confirmation in ``<system-out>``. It
+  passes (a warning that does not fail CI) unless ``--fail-on-findings SEVERITY`` is given
+  and it is at or above that: then a ``<failure type="finding">``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from perfaudit.analysis.findings import at_least
+from perfaudit.analysis.findings._gather import RunDiagnosis, exit_code
+from perfaudit.report.findings_view import evidence_text, fix_text, view
 from perfaudit.report.outcome import (
     GateReport,
     ScenarioOutcome,
@@ -26,14 +34,17 @@ from perfaudit.report.outcome import (
 )
 
 
-def render(report: GateReport) -> str:
+def render(
+    report: GateReport, diagnosis: RunDiagnosis | None = None, fail_on: str | None = None
+) -> str:
     suites = ET.Element("testsuites", name="perfaudit")
     suite = ET.SubElement(
         suites, "testsuite", name=report.title,
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
     )  # fmt: skip
     props = ET.SubElement(suite, "properties")
-    ET.SubElement(props, "property", name="exit_code", value=str(report.exit_code))
+    code = exit_code(report.exit_code, diagnosis, fail_on) if diagnosis else report.exit_code
+    ET.SubElement(props, "property", name="exit_code", value=str(code))
     ET.SubElement(props, "property", name="headline", value=report.headline)
     if report.results:
         ET.SubElement(props, "property", name="results", value=report.results)
@@ -43,6 +54,10 @@ def render(report: GateReport) -> str:
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for o in report.scenarios:
         _scenario(suite, o, counts)
+    if diagnosis is not None:
+        ET.SubElement(props, "property", name="findings", value=diagnosis.counts_text())
+        for f in diagnosis.findings:
+            _finding(suite, f, fail_on, counts)
     for k, v in counts.items():
         suite.set(k, str(v))
         suites.set(k, str(v))
@@ -103,6 +118,38 @@ def _scenario(suite: ET.Element, o: ScenarioOutcome, counts: dict[str, int]) -> 
         ET.SubElement(case, "system-out").text = "\n".join(comp.notes)
 
 
-def write(report: GateReport, path: Path) -> None:
+def _finding(
+    suite: ET.Element, f: dict[str, Any], fail_on: str | None, counts: dict[str, int]
+) -> None:
+    v = view(f)
+    counts["tests"] += 1
+    case = ET.SubElement(
+        suite, "testcase", classname=f"findings.{v.scenario}", name=f"{v.rule}: {v.title}",
+        time="0.000",
+    )  # fmt: skip
+    props = ET.SubElement(case, "properties")
+    for name, value in (("severity", v.severity), ("impact", v.impact), ("rule", v.rule)):
+        ET.SubElement(props, "property", name=name, value=value)
+    detail = "\n".join([
+        f"{v.severity}: {v.title} ({v.impact})",
+        f"evidence: {evidence_text(f)}",
+        *(f"where: {w}" for w in v.where),
+        f"fix: {fix_text(f)}",
+        f"confirm: {v.confirm}",
+    ])  # fmt: skip
+    if fail_on is not None and at_least([f], fail_on):
+        counts["failures"] += 1
+        message = f"{v.severity} finding (--fail-on-findings {fail_on}): {v.title}"
+        ET.SubElement(case, "failure", type="finding", message=message).text = detail
+    else:
+        ET.SubElement(case, "system-out").text = detail
+
+
+def write(
+    report: GateReport,
+    path: Path,
+    diagnosis: RunDiagnosis | None = None,
+    fail_on: str | None = None,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(report))
+    path.write_text(render(report, diagnosis, fail_on))

@@ -21,6 +21,8 @@ def slug(text: str) -> str:
 
 def render_markdown(view: ReportView, out_dir: Path) -> str:
     """The Markdown text; chart files are written under ``out_dir/charts``."""
+    from perfaudit.report.findings_markdown import scenario_lines  # it imports esc from here
+
     charts_dir = out_dir / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# perfaudit run `{esc(view.run_id)}`", ""]
@@ -30,6 +32,8 @@ def render_markdown(view: ReportView, out_dir: Path) -> str:
         verdict = f": {esc(view.comparison_headline)}" if view.comparison_headline else ""
         lines.append(f"\nCompared with **{esc(view.baseline_label)}**{verdict}")
         lines += [f"- {esc(n)}" for n in view.comparison_notes]
+    lines.append(f"\nFindings: **{esc(view.findings_text)}** (per scenario below; "
+                 f"`perfaudit diagnose {esc(view.run_id)}` runs the rules again)")  # fmt: skip
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
     lines += [f"| {esc(k)} | {esc(v)} |" for k, v in view.environment]
     lines += ["", "## Scenarios", "",
@@ -65,6 +69,7 @@ def render_markdown(view: ReportView, out_dir: Path) -> str:
         if s.costs:
             lines += ["", "| per-request cost | |", "|---|---:|"]
             lines += [f"| {esc(k)} | {esc(v)} |" for k, v in s.costs]
+        lines += scenario_lines(s.findings, s.not_checked)
         for title, svg in s.charts.items():
             name = f"{slug(s.name)}-{slug(title)}.svg"
             (charts_dir / name).write_text(svg)

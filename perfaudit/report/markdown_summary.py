@@ -1,10 +1,13 @@
 """A Markdown summary for a CI job summary (``$GITHUB_STEP_SUMMARY``): the verdict at the
-top, one line per scenario, then a table per compared scenario."""
+top, one line per scenario, then a table per compared scenario, then the findings: counts
+by severity and the most severe ones."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from perfaudit.analysis.findings._gather import RunDiagnosis, exit_code
+from perfaudit.report.findings_markdown import summary_lines
 from perfaudit.report.outcome import (
     GateReport,
     ScenarioOutcome,
@@ -28,10 +31,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(report: GateReport) -> str:
-    icon = "⚠️" if report.exit_code == 3 else ("❌" if report.exit_code else "✅")
+def render(
+    report: GateReport, diagnosis: RunDiagnosis | None = None, fail_on: str | None = None
+) -> str:
+    code = exit_code(report.exit_code, diagnosis, fail_on) if diagnosis else report.exit_code
+    icon = "⚠️" if code == 3 else ("❌" if code else "✅")
     lines = [f"## {icon} perfaudit: {report.headline}", ""]
-    meta = [f"exit code **{report.exit_code}**"]
+    meta = [f"exit code **{code}**"]
     comp = report.comparison
     if comp is not None:
         meta.append(f"baseline: {comp.baseline} ({comp.mode})")
@@ -54,6 +60,8 @@ def render(report: GateReport) -> str:
     lines.append("")
     for o in report.scenarios:
         lines += _details(o)
+    if diagnosis is not None:
+        lines += summary_lines(diagnosis, fail_on)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -115,6 +123,11 @@ def _details(o: ScenarioOutcome) -> list[str]:
     return out
 
 
-def write(report: GateReport, path: Path) -> None:
+def write(
+    report: GateReport,
+    path: Path,
+    diagnosis: RunDiagnosis | None = None,
+    fail_on: str | None = None,
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(report))
+    path.write_text(render(report, diagnosis, fail_on))

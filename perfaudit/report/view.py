@@ -15,6 +15,8 @@ from perfaudit.analysis.metrics import BY_NAME
 from perfaudit.redact import redact
 from perfaudit.refservice import switches as sw
 from perfaudit.report import charts
+from perfaudit.report.findings_view import FindingView
+from perfaudit.report.findings_view import view as finding_view
 from perfaudit.report.outcome import (
     comparison_headline,
     open_text,
@@ -67,6 +69,9 @@ class ScenarioView:
     comparison_headline: str = ""  # that verdict and what it rests on
     notes: list[str] = field(default_factory=list)
     flamediff: str = ""  # svg: what got cheaper and dearer against the baseline
+    # The diagnosis: stored by the run (or, for an older run, the rules run on its figures).
+    findings: list[FindingView] = field(default_factory=list)
+    not_checked: list[tuple[str, str]] = field(default_factory=list)  # (rule, reason)
 
 
 @dataclass
@@ -95,6 +100,7 @@ class ReportView:
     comparison_headline: str = ""
     comparison_notes: list[str] = field(default_factory=list)
     optimization_log: list[SwitchEffect] = field(default_factory=list)
+    findings_text: str = ""  # "2 high, 1 medium" over all scenarios, or "no findings"
 
 
 def _fmt(value: Any, unit: str) -> str:
@@ -168,7 +174,24 @@ def build_view(
         comparison_notes=[redact(n) for n in (comparison or {}).get("notes", [])],
     )
     view.optimization_log = optimization_log(entries, baseline or {}, by_cmp)
+    view.findings_text = _findings_text(scenarios)
     return view
+
+
+def _findings_text(scenarios: list[ScenarioView]) -> str:
+    from perfaudit.analysis.findings import SEVERITIES
+
+    every = [f.severity for s in scenarios for f in s.findings]
+    parts = [f"{every.count(sev)} {sev}" for sev in SEVERITIES if sev in every]
+    return ", ".join(parts) if parts else "no findings"
+
+
+def _diagnosis(e: Entry) -> tuple[list[FindingView], list[tuple[str, str]]]:
+    from perfaudit.analysis.findings._gather import diagnosis_of
+
+    d = diagnosis_of(e)
+    missed = [(redact(str(n["rule"])), redact(str(n["reason"]))) for n in d.get("not_checked", [])]
+    return [finding_view(f) for f in d.get("findings", [])], missed
 
 
 def _overall(compared: list[ScenarioComparison]) -> str:
@@ -244,6 +267,7 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
         )
     profiles = e.get("profiles") or {}
     hotspots, artifacts = _profile_bits(profiles)
+    findings, not_checked = _diagnosis(e)
     return ScenarioView(
         name=redact(e["name"]),
         kind=e["kind"],
@@ -261,6 +285,8 @@ def _scenario_view(e: Entry, base: list[Entry], cmp: dict[str, Any] | None) -> S
         comparison_verdict=verdict_of(sc) if sc else "",
         comparison_headline=redact(scenario_headline(sc)) if sc else "",
         notes=[redact(n) for n in (cmp or {}).get("notes", [])],
+        findings=findings,
+        not_checked=not_checked,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from perfaudit.analysis.findings import diagnose
 from perfaudit.analysis.thresholds import evaluate_entry, evaluate_scenario
 from perfaudit.collect.derive import per_request
 from perfaudit.collect.window import MetricsWindow, collectors_for
@@ -124,6 +125,7 @@ def run_scenarios(
             timed = [s for s in group if "latency" in s.measure]
             counted = [s for s in group if "instructions" in s.measure]
             done: list[tuple[Scenario, dict[str, Any]]] = []
+            first = len(record.scenarios)  # this group's entries start here
             if timed:
                 events.note(f"starting {group[0].target.label()} ...")
                 session = start_target(
@@ -145,10 +147,15 @@ def run_scenarios(
                 # Profilers that need the target launched their way, once the shared one is down.
                 for scenario, entry in done:
                     _profile(scenario, entry, None, run_dir, options, events, problems)
+                    # Rules read the profiles too, so a scenario is diagnosed once they are in.
+                    entry["diagnosis"] = diagnose(entry)
                     write_atomic(results_path, record)
             if counted:
                 index = _count(counted, {s.name: e for s, e in done}, run_dir / f"target-{n}", options, events,
                                record, results_path, index, len(ordered))  # fmt: skip
+                for entry in record.scenarios[first:]:  # again, with the instruction counts
+                    entry["diagnosis"] = diagnose(entry)
+                write_atomic(results_path, record)
         record.status = "complete"
     except KeyboardInterrupt:
         record.status = "interrupted"
@@ -157,6 +164,10 @@ def run_scenarios(
         record.status = "failed"
         raise
     finally:
+        # Interrupted: the finished scenarios are diagnosed on what they have.
+        for entry in record.scenarios:
+            if "diagnosis" not in entry:
+                entry["diagnosis"] = diagnose(entry)
         record.finished_at = utc_now()
         write_atomic(results_path, record)
     return record
@@ -284,12 +295,15 @@ def run_one(
     """One run of ``scenario``; ``hooks`` (profilers) start and stop with the steady window;
     ``drain_s``: see :attr:`RunOptions.drain_s`."""
     _configure_standins(scenario, session)
+    canary = scenario.target.canary
     collectors = collectors_for(
         pids=session.pids,
-        redis_url=session.redis_url,
+        redis_url=session.measured_redis_url,
         standin_control_url=session.standin_control_url,
-        service_url=session.base_url if session.instrumented else None,
+        service_url=session.base_url,
         instrumented=session.instrumented,
+        canary=(canary.path, canary.rate_hz) if canary else None,  # before the load: idle
+        connect_log=session.connect_log,
     )
     window = MetricsWindow(collectors)
     state: dict[str, Any] = {"started": False, "result": None}
@@ -369,6 +383,7 @@ def build_entry(
         load.sent,
         server.get("redis") if "redis" in server else None,  # type: ignore[arg-type]
         server.get("standins") if "standins" in server else None,  # type: ignore[arg-type]
+        server.get("connections"),
     )
     checks = [c.to_dict() for c in evaluate_scenario(scenario.to_dict(), summary, derived, server)]
     valid, reasons = is_valid(load)

@@ -15,8 +15,11 @@ from typing import Any
 
 import psutil
 
+from perfaudit.collect.connections import ShimUnavailableError, shim_env
+from perfaudit.collect.loop_lag import LOOP_PATH
 from perfaudit.scenario import Scenario
-from perfaudit.scenario.model import Target
+from perfaudit.scenario.model import Target, _hide_password
+from perfaudit.scenario.validate import ASSIGNMENT
 from perfaudit.stack.launch import Launch
 from perfaudit.stack.net import http_ok
 from perfaudit.stack.process import ManagedProcess, ProcessStartError
@@ -38,11 +41,22 @@ class TargetSession:
     stack: StackInfo | None = None
     instrumented: bool = False
     default_standins: dict[str, Any] | None = None
+    # External targets: the user's Redis whose INFO is read (target.redis_url / --redis-url).
+    external_redis_url: str | None = None
+    # The connect() shim's log (targets started with it), or why there is none.
+    connect_log: Path | None = None
+    connect_note: str | None = None
     _closers: list[Any] = field(default_factory=list)
 
     @property
     def redis_url(self) -> str | None:
+        """The reference stack's Redis (what its jobs and seeding use); None for external."""
         return self.stack.redis_url if self.stack else None
+
+    @property
+    def measured_redis_url(self) -> str | None:
+        """The Redis whose INFO deltas describe the target: the stack's, or the user's."""
+        return self.redis_url or self.external_redis_url
 
     @property
     def standin_control_url(self) -> str | None:
@@ -56,7 +70,14 @@ class TargetSession:
             if self.stack:
                 d["run_dir"] = self.stack.run_dir
                 d["logs"] = self.stack.logs
+        else:
+            d["loop_lag"] = (
+                "probe" if self.instrumented else ("canary" if self.target.canary else None)
+            )
+            if self.external_redis_url:
+                d["redis_url"] = _hide_password(self.external_redis_url)
         d["pids"] = dict(self.pids)
+        d["connections"] = "connect-shim" if self.connect_log else self.connect_note
         return d
 
     def close(self) -> None:
@@ -69,27 +90,46 @@ def target_key(target: Target) -> tuple[Any, ...]:
     """Scenarios whose targets share a key share one started target."""
     if target.is_reference:
         return ("reference", tuple(sorted(target.switches)))
-    return ("external", target.url, target.start, str(target.cwd))
+    return ("external", target.url, target.start, str(target.cwd), target.env, target.redis_url)
 
 
 def start_target(
     target: Target, run_dir: Path, redis_url: str | None = None, launch: Launch | None = None
 ) -> TargetSession:
     """``launch``: how a profiler needs the target started (extra environment, ``memray run``);
-    such a target is started for that profiled run only, never shared."""
+    such a target is started for that profiled run only, never shared. ``redis_url``
+    (``--redis-url``): the reference stack's Redis; for an external target, the Redis to read
+    INFO from (instead of ``target.redis_url``)."""
     if target.is_reference:
         return _start_reference(target, run_dir, redis_url, launch)
-    return _start_external(target, run_dir, launch)
+    return _start_external(target, run_dir, launch, redis_url)
+
+
+def _connect_shim(
+    run_dir: Path, launch: Launch | None
+) -> tuple[dict[str, str], Path | None, str | None]:
+    """The environment for counting the target's connects, its log, or why not. Only for the
+    plain run: a profiled or counted launch (memray, valgrind) measures something else, and the
+    shim's few instructions per connect must not enter instruction counts."""
+    if launch is not None:
+        return {}, None, "not for a profiled or counted launch"
+    log = run_dir / "connect.log"
+    try:
+        return shim_env(log), log, None
+    except (ShimUnavailableError, OSError) as exc:
+        return {}, None, f"not counted: {exc}"
 
 
 def _start_reference(
     target: Target, run_dir: Path, redis_url: str | None, launch: Launch | None = None
 ) -> TargetSession:
+    shim, connect_log, connect_note = _connect_shim(run_dir, launch)
     options = StackOptions(
         run_dir=run_dir,
         switches=target.switches,
         redis_url=redis_url,
-        service_env={**INSTRUMENT_ENV, **(launch.env if launch else {})},
+        # The stack gives the service and the worker this environment: both are counted.
+        service_env={**INSTRUMENT_ENV, **shim, **(launch.env if launch else {})},
         python_args=dict(launch.python_args) if launch else {},
     )
     if launch is not None:
@@ -121,24 +161,45 @@ def _start_reference(
         stack=info,
         instrumented=True,
         default_standins=defaults,
+        connect_log=connect_log,
+        connect_note=connect_note,
     )
     session._closers.append(stack.stop)
     return session
 
 
-def _start_external(target: Target, run_dir: Path, launch: Launch | None = None) -> TargetSession:
+def _start_external(
+    target: Target, run_dir: Path, launch: Launch | None = None, redis_url: str | None = None
+) -> TargetSession:
     assert target.url and target.host and target.port
     session = TargetSession(
-        target=target, host=target.host, port=target.port, base_url=target.url, pids={}
+        target=target,
+        host=target.host,
+        port=target.port,
+        base_url=target.url,
+        pids={},
+        external_redis_url=redis_url or target.redis_url,
     )
     ready_url = f"{target.url.rstrip('/')}{target.ready_path}"
     start = (launch.start if launch else None) or target.start
     if start:
+        shim: dict[str, str] = {}
+        if target.profile_process in (None, "started"):  # the shim goes where we measure
+            shim, session.connect_log, session.connect_note = _connect_shim(run_dir, launch)
+        else:
+            session.connect_note = "not counted: target.profile_process is not the started process"
         proc = ManagedProcess(
             "service",
-            ["/bin/sh", "-c", f"exec {start}"],
+            ["/bin/sh", "-c", shell_command(start)],
             run_dir / "logs" / "service.log",
-            env={**os.environ, **launch.env} if launch and launch.env else None,
+            # INSTRUMENT_ENV: an app wrapped with perfaudit's hook turns its loop probe on.
+            env={
+                **os.environ,
+                **INSTRUMENT_ENV,
+                **dict(target.env),
+                **shim,
+                **(launch.env if launch else {}),
+            },  # fmt: skip
             cwd=target.cwd,
             ready=lambda: _answers(ready_url),
         )
@@ -151,15 +212,41 @@ def _start_external(target: Target, run_dir: Path, launch: Launch | None = None)
             raise
         assert proc.pid is not None
         session.pids["service"] = proc.pid
-    elif not _wait(ready_url, target.ready_timeout_s):
-        raise ProcessStartError(
-            f"{target.url}: nothing answers GET {target.ready_path} "
-            f"(waited {target.ready_timeout_s:.0f} s); start the service or add target.start"
-        )
+    else:
+        session.connect_note = "not counted: perfaudit did not start the service (target.start)"
+        if not _wait(ready_url, target.ready_timeout_s):
+            raise ProcessStartError(
+                f"{target.url}: nothing answers GET {target.ready_path} "
+                f"(waited {target.ready_timeout_s:.0f} s); start the service or add target.start"
+            )
     pid = _profile_pid(target, session.pids.get("service"))
     if pid is not None:
         session.pids["service"] = pid
+    session.instrumented = _has_loop_probe(target.url)
     return session
+
+
+def shell_command(start: str) -> str:
+    """``start`` for ``/bin/sh -c``, exec'd so the started pid is the service's. Leading
+    ``VAR=value`` words (those the validator left, as their values need the shell: ``$X``)
+    stay before ``exec``: ``exec VAR=1 cmd`` would look for a command named ``VAR=1``, while
+    assignments before a special builtin reach the exec'd command."""
+    pos = 0
+    while m := ASSIGNMENT.match(start, pos):
+        pos = m.end()
+    return f"{start[:pos].strip()} exec {start[pos:].strip()}".strip()
+
+
+def _has_loop_probe(url: str) -> bool:
+    """The app was wrapped with perfaudit's hook (``InstrumentedASGI``) and it is on."""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}{LOOP_PATH}", timeout=2.0) as resp:
+            return resp.status == 200 and "samples" in json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
 
 
 def _answers(url: str) -> bool:

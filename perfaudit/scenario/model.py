@@ -22,6 +22,18 @@ REDIS_OPERATIONS: tuple[str, ...] = ("store", "get", "remove")
 
 
 @dataclass(frozen=True)
+class Canary:
+    """External targets without the loop probe: a low-rate request to ``path`` on its own
+    connection; its latency above the idle baseline is the event-loop lag it waited."""
+
+    path: str
+    rate_hz: float = 5.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rate_hz": self.rate_hz}
+
+
+@dataclass(frozen=True)
 class Target:
     """What is driven: the bundled reference service (a variant plus switches) or a
     service the user runs, on a loopback URL."""
@@ -37,6 +49,9 @@ class Target:
     ready_timeout_s: float = 30.0
     # external only: "started" (the started process), a pid, or a command-name substring
     profile_process: str | int | None = None
+    env: tuple[tuple[str, str], ...] = ()  # external only: added to the started command's env
+    redis_url: str | None = None  # external only: the service's Redis, read (INFO) not driven
+    canary: Canary | None = None  # external only: loop lag when the probe is not mounted
 
     @property
     def is_reference(self) -> bool:
@@ -86,7 +101,17 @@ class Target:
             "ready_path": self.ready_path,
             "ready_timeout_s": self.ready_timeout_s,
             "profile_process": self.profile_process,
+            "env": {k: _hide_password(v) for k, v in self.env},
+            "redis_url": None if self.redis_url is None else _hide_password(self.redis_url),
+            "canary": None if self.canary is None else self.canary.to_dict(),
         }
+
+
+def _hide_password(text: str) -> str:
+    """``redis://user:secret@host`` -> ``redis://user:***@host``: results files get shared."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]+@", r"\1***@", text)
 
 
 @dataclass(frozen=True)

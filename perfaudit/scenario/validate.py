@@ -10,6 +10,7 @@ import contextlib
 import ipaddress
 import math
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from perfaudit.scenario.model import (
     MEASURES,
     METHODS,
     REDIS_OPERATIONS,
+    Canary,
     CostSpec,
     JobSpec,
     LoadSpec,
@@ -60,7 +62,34 @@ TOP_KEYS = (
     "cost",
 )
 TARGET_REFERENCE_KEYS = ("variant", "with", "without")
-TARGET_EXTERNAL_KEYS = ("url", "start", "cwd", "ready_path", "ready_timeout", "profile_process")
+TARGET_EXTERNAL_KEYS = (
+    "url", "start", "cwd", "ready_path", "ready_timeout", "profile_process", "env", "redis_url",
+    "canary",
+)  # fmt: skip
+CANARY_KEYS = ("path", "rate")
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+# A leading shell assignment word: NAME=value, the value unquoted, 'quoted' or "quoted".
+ASSIGNMENT = re.compile(
+    r"\s*([A-Za-z_][A-Za-z0-9_]*)=((?:[^\s'\"\\]|\\.|'[^']*'|\"(?:[^\"\\]|\\.)*\")*)(?=\s|$)"
+)
+
+
+def split_env_prefix(command: str) -> tuple[list[tuple[str, str]], str]:
+    """``"A=1 B='x y' cmd args"`` -> ``([("A", "1"), ("B", "x y")], "cmd args")``. Stops at
+    the first word that is not an assignment, or whose value the shell would expand (``$``,
+    backquotes): that one and the rest stay in the command, for the shell."""
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while m := ASSIGNMENT.match(command, pos):
+        raw = m.group(2)
+        if "$" in raw or "`" in raw:
+            break
+        out.append((m.group(1), "".join(shlex.split(raw)) if raw else ""))
+        pos = m.end()
+    return out, command[pos:].strip()
+
+
 REQUEST_KEYS = ("method", "path", "headers", "json", "body", "body_file", "expect_status")
 BODY_KEYS = ("json", "body", "body_file")
 LOAD_KEYS = ("model", "rate", "stages", "users", "think_time", "max_connections", "processes")
@@ -319,9 +348,34 @@ def _target(b: _Build, node: Node | None, at: int) -> Target | None:
     profile: str | int | None = "started" if start is not None else None
     if "profile_process" in m:
         profile = _profile_process(b, m["profile_process"][1], start is not None)
-    if None in (url, ready_path, ready_timeout) or not ok or ("start" in m and start is None):
+    env: tuple[tuple[str, str], ...] | None = ()
+    if "env" in m:
+        env = _env(b, m["env"][1])
+        if "start" not in m:
+            c.problem(m["env"][0], "target.env", "only used with target.start")
+    if start is not None and env is not None:
+        # `VAR=value cmd`: the assignments join target.env (and win, as in a shell), so the
+        # command is a plain command for everything that rewrites it (memray, valgrind).
+        prefix, rest = split_env_prefix(start)
+        if prefix and not rest:
+            c.problem(
+                m["start"][1], "target.start", f"only variable assignments, no command: {start!r}"
+            )
+            start = None
+        elif prefix:
+            env = tuple({**dict(env), **dict(prefix)}.items())
+            start = rest
+    redis_url = _redis_url(b, m["redis_url"][1]) if "redis_url" in m else None
+    canary = _canary(b, m["canary"][1]) if "canary" in m else None
+    if (
+        None in (url, ready_path, ready_timeout, env)
+        or not ok
+        or ("start" in m and start is None)
+        or ("redis_url" in m and redis_url is None)
+        or ("canary" in m and canary is None)
+    ):
         return None
-    assert ready_path is not None and ready_timeout is not None
+    assert ready_path is not None and ready_timeout is not None and env is not None
     return Target(
         "external",
         url=url,
@@ -330,7 +384,87 @@ def _target(b: _Build, node: Node | None, at: int) -> Target | None:
         ready_path=ready_path,
         ready_timeout_s=ready_timeout,
         profile_process=profile,
+        env=env,
+        redis_url=redis_url,
+        canary=canary,
     )
+
+
+def _env(b: _Build, node: Node) -> tuple[tuple[str, str], ...] | None:
+    """NAME -> value for the started command; numbers and booleans are written as text
+    (``true``/``false``), nothing is expanded (the command itself may use ``$NAME``)."""
+    c = b.c
+    if not isinstance(node, MappingNode):
+        c.problem(node, "target.env", f"must be a mapping of NAME: value, got {kind_name(node)}")
+        return None
+    out: dict[str, str] = {}
+    good = True
+    for k, v in node.value:
+        if not (isinstance(k, ScalarNode) and k.tag == "tag:yaml.org,2002:str"):
+            c.problem(k, "target.env", f"names must be strings, got {kind_name(k)}")
+            good = False
+            continue
+        key = f"target.env.{k.value}"
+        if not re.fullmatch(_ENV_NAME, k.value):
+            c.problem(k, key, "not a valid environment variable name (letters, digits, _; "
+                      "not starting with a digit)")  # fmt: skip
+            good = False
+            continue
+        if k.value in out:
+            c.problem(k, key, "duplicate name")
+            good = False
+            continue
+        scalar = c.plain(v, key) if isinstance(v, ScalarNode) else None
+        if scalar is None or isinstance(scalar, float) and not math.isfinite(scalar):
+            c.problem(v, key, f"must be a string, number or boolean, got {kind_name(v)}")
+            good = False
+            continue
+        out[k.value] = ("true" if scalar else "false") if isinstance(scalar, bool) else str(scalar)
+        c.lines[key] = line(k)
+    return tuple(out.items()) if good else None
+
+
+def _redis_url(b: _Build, node: Node) -> str | None:
+    c = b.c
+    key = "target.redis_url"
+    text = c.string(node, key)
+    if text is None:
+        return None
+    try:
+        u = urlsplit(text)
+        u.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        c.problem(node, key, f"not a valid URL: {exc}")
+        return None
+    if u.scheme not in REDIS_SCHEMES:
+        c.problem(
+            node, key, f"must be a redis://HOST:PORT URL (or rediss://, unix://), got {text!r}"
+        )
+        return None
+    if u.scheme != "unix" and not u.hostname:
+        c.problem(node, key, f"needs a host, got {text!r}")
+        return None
+    if u.scheme == "unix" and not u.path:
+        c.problem(node, key, f"needs a socket path (unix:///path/redis.sock), got {text!r}")
+        return None
+    return text
+
+
+def _canary(b: _Build, node: Node) -> Canary | None:
+    c = b.c
+    m = c.mapping(node, "target.canary", CANARY_KEYS)
+    if m is None:
+        return None
+    if "path" not in m:
+        c.problem(node, "target.canary.path", "required: a cheap GET route, e.g. /health")
+        return None
+    path = c.string(
+        m["path"][1], "target.canary.path", pattern=r"/\S*", what="a path starting with /"
+    )
+    rate = c.number(m["rate"][1], "target.canary.rate", gt=0, le=50) if "rate" in m else 5.0
+    if path is None or rate is None:
+        return None
+    return Canary(path=path, rate_hz=float(rate))
 
 
 def _url(b: _Build, node: Node) -> str | None:
