@@ -29,17 +29,23 @@ PERFAUDIT = [sys.executable, "-m", "perfaudit.cli"]
 PLANTED: dict[str, tuple[int, str | None, str | None]] = {
     "clean": (50, None, None),
     "blocking": (20, "loop-blocked", "blocking"),
-    "n-plus-one": (40, "redis-round-trips", None),
-    "churn": (40, "connection-churn", None),
-    "leak": (40, "memory-growth", None),
+    "n-plus-one": (40, "redis-round-trips", "n_plus_one"),
+    "churn": (60, "connection-churn", "churn"),
+    "leak": (40, "memory-growth", "leak"),
     "cpu": (40, "dominant-function", "checksum"),
     "logging": (40, "logging-overhead", "logging_heavy"),
-    "upstream": (20, "upstream-dominates", None),
+    "upstream": (20, "upstream-dominates", "upstream"),
     "sequential": (20, "sequential-awaits", "sequential"),
     "queue": (100, "unbounded-queue", None),
 }
-# The async-aware tree (pyinstrument) is what sees awaits; the rest need py-spy only.
-PYINSTRUMENT = {"upstream", "sequential"}
+# py-spy as `perfaudit run --diagnose` runs it; the async-aware tree (pyinstrument) is what
+# sees awaits, memray what still holds memory.
+PYSPY = '"py-spy:idle,rate=250"'
+PROFILES = {
+    "upstream": f"[{PYSPY}, pyinstrument]",
+    "sequential": f"[{PYSPY}, pyinstrument]",
+    "leak": f"[{PYSPY}, memray]",
+}
 
 
 # A queue that grows is told from a slow route by the trend of latency over the window.
@@ -47,7 +53,7 @@ DURATION_S = {"queue": 5.0}
 
 
 def _scenario(folder: Path, route: str, rate: int, port: int, redis_url: str) -> Path:
-    profile = "[py-spy:idle, pyinstrument]" if route in PYINSTRUMENT else "[py-spy:idle]"
+    profile = PROFILES.get(route, f"[{PYSPY}]")
     f = folder / f"planted-{route}.yaml"
     f.write_text(
         f"""name: planted-{route}

@@ -231,10 +231,13 @@ def merge_profiles(specs: tuple[Any, ...]) -> tuple[Any, ...]:
     sync socket read on the event loop is sampled at all)."""
     from perfaudit.profile.spec import make_spec
 
-    needed = {"py-spy": {"idle": True}, "pyinstrument": {}, "memray": {}}
+    # 250 Hz (a default the user's own rate overrides): logging and per-call regex work
+    # cost a fraction of a ms per request, a few samples a second at 100 Hz.
+    defaults: dict[str, dict[str, Any]] = {"py-spy": {"rate": 250}}
+    needed: dict[str, dict[str, Any]] = {"py-spy": {"idle": True}, "pyinstrument": {}, "memray": {}}
     merged = {s.name: dict(s.options) for s in specs}
     for name, options in needed.items():
-        merged[name] = merged.get(name, {}) | options
+        merged[name] = defaults.get(name, {}) | merged.get(name, {}) | options
     return tuple(make_spec(name, options) for name, options in merged.items())
 
 

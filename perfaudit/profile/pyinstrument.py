@@ -85,6 +85,9 @@ def awaits_of(
     sequential-awaits looks for. ``share`` is of the summed request time (the session's
     duration in requests mode), the same basis for every line."""
     per_line: dict[tuple[str, str, int], float] = defaultdict(float)
+    # What each line's awaits went into (the package of the callee): an HTTP client there
+    # tells an upstream's time from Redis's or a sleep's.
+    into: dict[tuple[str, str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for stack, t in session_json.get("frame_records") or []:
         if not stack or stack[-1] != AWAIT_FRAME:
             continue
@@ -93,13 +96,16 @@ def awaits_of(
         # module) would get every await of every request.
         d = driver_index(tuple(frames))
         seen: set[tuple[str, str, int]] = set()  # a recursive stack counts a line once
-        for f in frames[d + 1 :] if d is not None else frames:
+        on_loop = frames[d + 1 :] if d is not None else frames
+        for i, f in enumerate(on_loop):
             if f.line is None or classifier.category(f) != "own":
                 continue
             key = (f.function, f.file, f.line)
             if key not in seen:
                 seen.add(key)
                 per_line[key] += float(t)
+                callee = on_loop[i + 1] if i + 1 < len(on_loop) else None
+                into[key][_package(callee, classifier)] += float(t)
     total = float(session_json.get("duration") or 0.0)
     m = _MERGED.search(str(session_json.get("target_description") or ""))
     ranked = sorted(per_line.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
@@ -114,10 +120,31 @@ def awaits_of(
                 "code": source(file, line),
                 "seconds": round(t, 4),
                 "share": round(t / total, 4) if total else 0.0,
+                "into": [
+                    {"package": pkg, "seconds": round(sec, 4)}
+                    for pkg, sec in sorted(into[(fn, file, line)].items(), key=lambda kv: -kv[1])[
+                        :3
+                    ]
+                ],
             }
             for (fn, file, line), t in ranked
         ],  # fmt: skip
     }
+
+
+def _package(frame: hotspots.Frame | None, classifier: hotspots.Classifier) -> str:
+    """``httpx``, ``redis``, ``asyncio`` … for a callee frame; ``own`` for the service's code."""
+    if frame is None:
+        return "?"
+    if classifier.category(frame) == "own":
+        return "own"
+    path = frame.file.replace("\\", "/")
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[-2].startswith("python3"):
+        return parts[-1].removesuffix(".py")  # a standard-library module
+    return parts[-2] if len(parts) >= 2 else (parts[-1] if parts else frame.function)
 
 
 class PyinstrumentCapture(Capture):

@@ -12,7 +12,7 @@ samples came from.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -316,3 +316,21 @@ def iter_processes(entry: Mapping[str, Any], profiler: str) -> Iterator[tuple[st
     for name, p in ((prof or {}).get("processes") or {}).items():
         if isinstance(p, Mapping):
             yield name, p
+
+
+def callers(
+    entry: Mapping[str, Any], leaf_matches: Callable[[Mapping[str, Any]], bool], top: int = 3
+) -> tuple[Location, ...]:
+    """The own-code frames whose loop samples ran inside matching library code (redis-py,
+    a connect) — where a counter rule's pattern is in the code; empty without a profile."""
+    views = loops(entry)
+    if isinstance(views, str):
+        return ()
+    sites: list[Location] = []
+    for v in views:
+        matched = [b for b in v.blocking if leaf_matches(b.get("leaf") or {})]
+        for g in by_own(matched)[:top]:
+            loc = location(g.site, v.process)
+            if loc is not None:
+                sites.append(loc)
+    return tuple(sites)

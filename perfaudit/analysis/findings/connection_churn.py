@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from perfaudit.analysis.findings import _counters as c
+from perfaudit.analysis.findings import _stacks
 from perfaudit.analysis.findings._base import Finding, Impact, Location, NotChecked, Outcome, Rule
 
 ID = "connection-churn"
@@ -105,19 +106,33 @@ def _labels(entry: Mapping[str, Any], by_dest: Mapping[str, int]) -> dict[str, s
     return out
 
 
+# Library frames that open a connection: asyncio's streams and loop, socket, redis-py's
+# client and connection set-up, an HTTP client being built.
+CONNECT_FUNCTIONS = ("open_connection", "create_connection", "sock_connect", "connect",
+                     "from_url", "AsyncClient.__init__", "Client.__init__", "ClientSession.__init__")  # fmt: skip
+
+
+def _connects(leaf: Mapping[str, Any]) -> bool:
+    function = str(leaf.get("function", ""))
+    return any(function == f or function.endswith("." + f) for f in CONNECT_FUNCTIONS)
+
+
 def _finding(
     entry: Mapping[str, Any], what: str, new: int, n: int, fix: str, extra: dict[str, Any],
     process: str | None,
 ) -> Finding:  # fmt: skip
     per = new / n
-    where = c.endpoint_location(entry, process or "service")
+    endpoint = c.endpoint_location(entry, process or "service")
+    where = _stacks.callers(entry, _connects) or (
+        Location(endpoint.function, endpoint.file, None, process),
+    )
     return Finding.make(
         rule=ID,
         title=f"{c.endpoint(entry)} opens {per:.3g} new connections per request to {what}",
         impact=Impact(round(per, 3), "connections/request"),
         evidence={"window": "steady window counters / requests", "requests": n,
                   "new_connections": new, **extra},
-        where=(Location(where.function, where.file, None, process),),
+        where=where,
         fix=fix,
         confirm=c.confirm(entry, f"new connections per request to {what}"),
     )  # fmt: skip

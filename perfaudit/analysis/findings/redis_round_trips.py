@@ -154,18 +154,8 @@ def _evidence(view: c.RedisView) -> dict[str, Any]:
 
 def _where(entry: Mapping[str, Any]) -> tuple[Location, ...]:
     """The own-code frames whose loop samples ran inside redis-py, else the endpoint."""
-    views = _stacks.loops(entry)
-    sites: list[Location] = []
-    if not isinstance(views, str):
-        for v in views:
-            redis_blocks = [
-                b for b in v.blocking if "/redis/" in str((b.get("leaf") or {}).get("file", ""))
-            ]
-            for g in _stacks.by_own(redis_blocks)[:3]:
-                loc = _stacks.location(g.site, v.process)
-                if loc is not None:
-                    sites.append(loc)
-    return tuple(sites) or (c.endpoint_location(entry),)
+    in_redis = _stacks.callers(entry, lambda leaf: "/redis/" in str(leaf.get("file", "")))
+    return in_redis or (c.endpoint_location(entry),)
 
 
 RULE = Rule(

@@ -27,6 +27,7 @@ MS_MIN = 10.0
 # Upstream time above the request's median latency by this factor is not on the path.
 ON_PATH_SLACK = 1.25
 HTTP_CLIENT_FILES = ("/httpx/", "/httpcore/", "/aiohttp/")
+HTTP_CLIENT_PACKAGES = frozenset({"httpx", "httpcore", "aiohttp"})
 FIX = (
     "take the call off the request path (answer first and send it from a background job), "
     "cache its answer for a few seconds, or run independent calls concurrently "
@@ -98,6 +99,9 @@ def _from_pyinstrument(entry: Mapping[str, Any], mean: float) -> Outcome:
             "no upstream timings: reference stand-ins record them; for your own service run "
             "--profile pyinstrument (asyncio loop) to see time awaiting HTTP clients"
         ))  # fmt: skip
+    sites = _client_awaits(prof)
+    if sites is not None:
+        return _from_awaits(entry, sites, mean)
     cum = (prof.get("hotspots") or {}).get("cumulative") or ()
     client = [h for h in cum if any(m in str(h.get("file", "")) for m in HTTP_CLIENT_FILES)]
     if not client:
@@ -113,6 +117,45 @@ def _from_pyinstrument(entry: Mapping[str, Any], mean: float) -> Outcome:
         "window": "pyinstrument (requests mode) share of request time, profiled run",
         "share": round(share, 3), "p50_ms": round(mean, 2), "frame": top.get("function"),
     }, (where,))]  # fmt: skip
+
+
+def _client_awaits(prof: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], float]] | None:
+    """(own line, its await seconds inside an HTTP client) from pyinstrument's ``awaits``;
+    None when the profile has no ``awaits`` (older runs, thread mode)."""
+    service = ((prof.get("processes") or {}).get("service") or {}).get("awaits")
+    if not isinstance(service, Mapping) or "sites" not in service:
+        return None
+    out = []
+    for site in service.get("sites") or ():
+        seconds = sum(
+            float(i.get("seconds") or 0)
+            for i in site.get("into") or ()
+            if i.get("package") in HTTP_CLIENT_PACKAGES
+        )
+        if seconds > 0:
+            out.append((site, seconds / float(service.get("request_seconds") or 1.0)))
+    return out
+
+
+def _from_awaits(
+    entry: Mapping[str, Any], sites: list[tuple[Mapping[str, Any], float]], median: float
+) -> list[Finding]:
+    """The own lines whose awaits inside an HTTP client take a quarter of the request."""
+    found = []
+    for site, share in sites:
+        ms = share * median
+        if share < SHARE_MIN or ms < MS_MIN:
+            continue
+        where = Location(str(site.get("function")), str(site.get("file") or ""),
+                         site.get("line"), "service")  # fmt: skip
+        found.append(_finding(entry, "an HTTP upstream", ms, median, {
+            "window": "pyinstrument (requests mode): await time inside the HTTP client per "
+                      "own line, profiled run",
+            "share": round(share, 3), "p50_ms": round(median, 2), "code": site.get("code"),
+        }, (where,)))  # fmt: skip
+    # Only the innermost own line has the client as its callee: an outer line that awaits
+    # a helper of its own counts as "own", so one call is reported once.
+    return found
 
 
 def _finding(
