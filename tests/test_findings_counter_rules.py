@@ -12,6 +12,7 @@ import pytest
 
 from perfaudit.analysis.findings import NotChecked, _counters, diagnose
 from perfaudit.analysis.findings import connection_churn as churn
+from perfaudit.analysis.findings import kept_objects as kept
 from perfaudit.analysis.findings import memory_growth as memory
 from perfaudit.analysis.findings import redis_round_trips as redis_rt
 from perfaudit.analysis.findings import unbounded_queue as queue
@@ -117,17 +118,21 @@ def test_memory_linear_growth_is_found_per_1k_requests() -> None:
     assert _hits(memory, _with_rss(PHASE3["admin-webhook-info"], 0.2)) == []  # < 2 MB noise
 
 
-def test_memory_probe_logger_per_request() -> None:
+def test_kept_objects_a_logger_per_request_names_leak_fix() -> None:
     e = copy.deepcopy(OPTIMIZED[0])
     n = _counters.requests(e)
     e["server"]["memory"] = {"start": {}, "end": {}, "growth": {"gc_objects": 5 * n, "loggers": n}}
-    (f,) = _hits(memory, e)
+    (f,) = kept.check(e)
     assert "1 loggers" in f.title and "getLogger" in f.fix
     assert f.impact.value == pytest.approx(
-        (memory.LOGGER_BYTES + 2 * memory.OBJECT_BYTES) * 1000 / 2**20, rel=0.01
+        (kept.LOGGER_BYTES + 2 * kept.OBJECT_BYTES) * 1000 / 2**20, rel=0.01
     )
+    # On a reference target with leak-fix off, the catalog names it.
+    e["target"]["switches"] = sorted(set(e["target"]["switches"]) - {"leak-fix"})
+    [stored] = [d for d in diagnose(e)["findings"] if d["rule"] == "kept-objects"]
+    assert stored["switches"] == ["leak-fix"]
     e["server"]["memory"]["growth"] = {"gc_objects": 40, "loggers": 0}  # a cache filling
-    assert _hits(memory, e) == []
+    assert kept.check(e) == []
 
 
 def _redis_entry(commands: dict[str, int], round_trips: int | None, n: int = 10) -> dict:
@@ -170,3 +175,27 @@ def test_trend_interval() -> None:
     assert _counters.trend(t, [5.0] * 12).excludes_zero() is False
     rising = _counters.trend(t, [1.0 + 2 * x + (0.01 if i % 2 else 0) for i, x in enumerate(t)])
     assert rising is not None and rising.low > 1.9 and rising.rise == pytest.approx(5.5, rel=0.01)
+
+
+def _awaits_entry(into: str, share: float, p50_ms: float = 40.0) -> dict[str, Any]:
+    """An external http entry whose pyinstrument awaits put ``share`` of the request time on
+    one own line whose callee is in package ``into``."""
+    site = {"function": "handler", "file": "/srv/app.py", "line": 12, "code": "await c.get(u)",
+            "seconds": share * 2.0, "share": share,
+            "into": [{"package": into, "seconds": share * 2.0}]}  # fmt: skip
+    return {
+        "name": "ext", "kind": "http", "target": {"label": "external http://127.0.0.1:9"},
+        "scenario": {"request": {"method": "GET", "path": "/x"}},
+        "summary": {"requests": 100, "p50_ms": p50_ms},
+        "profiles": {"pyinstrument": {"status": "ok", "processes": {"service": {
+            "awaits": {"requests": 50, "request_seconds": 2.0, "sites": [site]}}}}},
+    }  # fmt: skip
+
+
+def test_upstream_awaits_inside_an_http_client_dominate_at_the_calling_line() -> None:
+    [f] = upstream.check(_awaits_entry("httpx", 0.7))
+    assert f.where[0].function == "handler" and f.where[0].line == 12
+    assert f.impact.unit == "ms/request" and f.impact.value == pytest.approx(28.0)
+    # Awaiting Redis, or a small share of the request in the client, is not an upstream.
+    assert upstream.check(_awaits_entry("redis", 0.7)) == []
+    assert upstream.check(_awaits_entry("httpx", 0.1)) == []

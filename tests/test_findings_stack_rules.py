@@ -51,17 +51,14 @@ def test_optimized_reference_yields_no_stack_findings(name: str) -> None:
 def test_settings_cache_off_is_blocking_sqlite_on_the_worker_loop() -> None:
     out = found(recorded("no-settings-cache.webhook-text"))
     by_rule = {f["rule"]: f for f in out}
-    assert set(by_rule) == {"loop-blocked", "blocking-io"}
+    # 0.93 ms of sqlite per request: below loop-blocked's 1 ms, a call site blocking-io names.
+    assert set(by_rule) == {"blocking-io"}
     io = by_rule["blocking-io"]
     assert io["evidence"]["kind"] == "sqlite"
     assert io["where"][0]["function"] == "SystemSettings._read_one"
     assert io["where"][0]["process"] == "worker"
     assert io["where"][0]["file"].endswith("refservice/system_settings.py")
     assert io["switches"] == ["settings-cache"]
-    blocked = by_rule["loop-blocked"]
-    assert blocked["where"][0]["function"] == "SystemSettings._read_one"
-    assert "cache" in blocked["fix"]
-    assert blocked["switches"] == ["settings-cache"]
 
 
 def test_phase3_loop_is_held_by_a_client_built_per_call() -> None:

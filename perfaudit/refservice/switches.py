@@ -93,7 +93,9 @@ CATALOG: tuple[Switch, ...] = (
             "e2e-flow",
         ),
         code=("perfaudit/refservice/clients/http.py:HttpClients.session",),
-        rules=("connection-churn",),
+        # Its per-call client builds an SSL context each time: that is what holds the
+        # loop, takes the CPU and, with clients left open, the worker's memory in phase3.
+        rules=("connection-churn", "loop-blocked", "dominant-function", "memory-growth"),
     ),
     Switch(
         "callback-background",
@@ -240,7 +242,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/request_log.py:RequestLogMiddleware.__call__",
             "perfaudit/refservice/handler.py:handle_update",
         ),
-        rules=("memory-growth",),
+        rules=("kept-objects", "memory-growth"),
     ),
     Switch(
         "backpressure",

@@ -55,13 +55,15 @@ def _broken(rule_id: str, exc: Exception) -> Rule:
     return Rule(rule_id, f"(does not load: {exc})", check)
 
 
-def _fixing_switches(f: Finding, entry: Mapping[str, Any]) -> tuple[str, ...]:
+def _fixing_switches(f: Finding, rule: Rule, entry: Mapping[str, Any]) -> tuple[str, ...]:
     """Reference targets: the switches that fix ``f`` and are off in the target.
 
-    Where the finding points into the service's code, the place decides: the switch whose
-    change is that function, else the one whose change is in that file (with this rule's link
-    breaking a tie). The catalog's rule links decide only when the place names none: one rule
-    (a blocked loop) has different causes in different variants.
+    A rule whose location is the cause (``Rule.place_decides``: the frames that held the loop,
+    the allocation site) names the switch whose change is at that place — the same function,
+    else the same class, else the only switch changing that file — preferring the catalog's
+    links for the rule: one rule (a blocked loop) has different causes in different variants.
+    Otherwise the catalog's links decide, narrowed to the switches that touch this scenario
+    most (the catalog lists a switch's scenarios most affected first).
     """
     target = entry.get("target") or {}
     switches_on = target.get("switches")
@@ -72,28 +74,58 @@ def _fixing_switches(f: Finding, entry: Mapping[str, Any]) -> tuple[str, ...]:
     from perfaudit.refservice import switches as sw
 
     off = [s for s in sw.CATALOG if s.name not in switches_on]
-    linked = [s.name for s in off if f.rule in s.rules]
-    places = [(w.file.replace("\\", "/"), w.function.rsplit(".", 1)[-1]) for w in f.where if w.file]
+    linked = [s for s in off if f.rule in s.rules]
+    if rule.place_decides:
+        # The first place that is any switch's code decides (places come most important first).
+        primary = next((w for w in f.where if any(_score_one(s.code, w) for s in off)), None)
+        scored = {s.name: _score_one(s.code, primary) if primary else 0 for s in off}
+        placed = [s.name for s in linked if scored[s.name]]
+        if placed:
+            top = max(scored[n] for n in placed)
+            return tuple(n for n in placed if scored[n] == top)
+        best = max(scored.values(), default=0)
+        at_best = [n for n, v in scored.items() if v == best and best]
+        if at_best and (best >= _SAME_CLASS or len(at_best) == 1):
+            return tuple(at_best)
+    return _most_touched(linked, str(entry.get("name", "")))
 
-    def changes(s: sw.Switch) -> list[tuple[str, str]]:
-        return [(c.split(":", 1)[0], c.split(":", 1)[-1].rsplit(".", 1)[-1]) for c in s.code]
 
-    def in_file(s: sw.Switch, exact: bool) -> bool:
-        return any(
-            file.endswith("/" + path) and (not exact or function == fn)
-            for file, function in places
-            for path, fn in changes(s)
-        )
+_SAME_FILE, _SAME_CLASS, _SAME_FUNCTION = 1, 2, 3
 
-    exact = [s.name for s in off if in_file(s, exact=True)]
-    if exact:
-        return tuple(exact)
-    same_file = [s.name for s in off if in_file(s, exact=False)]
-    if same_file:
-        tie = [n for n in same_file if n in linked]
-        if tie or len(same_file) == 1:
-            return tuple(tie or same_file)
-    return tuple(linked)
+
+def _qualname(function: str) -> tuple[str, str]:
+    """(qualifier, name) of ``Class.method`` / ``create_app.<locals>.handler`` / ``name``."""
+    parts = [p for p in function.split(".") if p != "<locals>"]
+    return (parts[-2] if len(parts) > 1 else "", parts[-1] if parts else "")
+
+
+def _score_one(code: tuple[str, ...], w: Location) -> int:
+    """How closely a switch's changed code (``path.py:Qual.name``) matches one place."""
+    best = 0
+    if w.file:
+        file = w.file.replace("\\", "/")
+        qual, name = _qualname(w.function)
+        for c in code:
+            path, _, function = c.partition(":")
+            if not file or not (file == path or file.endswith("/" + path)):
+                continue
+            c_qual, c_name = _qualname(function)
+            if name == c_name and (not qual or not c_qual or qual == c_qual):
+                best = max(best, _SAME_FUNCTION)
+            elif qual and qual == c_qual:
+                best = max(best, _SAME_CLASS)
+            else:
+                best = max(best, _SAME_FILE)
+    return best
+
+
+def _most_touched(switches: list[Any], scenario: str) -> tuple[str, ...]:
+    """The switches that touch ``scenario`` earliest in their list (all when none does)."""
+    ranks = {s.name: s.touches.index(scenario) for s in switches if scenario in s.touches}
+    if not ranks:
+        return tuple(s.name for s in switches)
+    first = min(ranks.values())
+    return tuple(n for n, r in ranks.items() if r == first)
 
 
 def _rank(f: Mapping[str, Any]) -> tuple[int, float]:
@@ -115,7 +147,7 @@ def diagnose(entry: Mapping[str, Any], only: tuple[str, ...] = ()) -> dict[str, 
                 not_checked.append(outcome)
                 continue
             # Completed and serialized inside the guard: a malformed finding fails its rule only.
-            found = [_completed(f, entry).to_dict() for f in outcome]
+            found = [_completed(f, rule, entry).to_dict() for f in outcome]
         except Exception as exc:  # noqa: BLE001 - see the module docstring
             error = f"{type(exc).__name__}: {exc}"
             not_checked.append(NotChecked(rule.id, f"the rule failed: {error}"))
@@ -129,13 +161,13 @@ def diagnose(entry: Mapping[str, Any], only: tuple[str, ...] = ()) -> dict[str, 
     }
 
 
-def _completed(f: Finding, entry: Mapping[str, Any]) -> Finding:
+def _completed(f: Finding, rule: Rule, entry: Mapping[str, Any]) -> Finding:
     """The scenario and, for reference targets, the fixing switches filled in."""
     extra: dict[str, Any] = {}
     if not f.scenario:
         extra["scenario"] = str(entry.get("name", ""))
     if not f.switches:
-        extra["switches"] = _fixing_switches(f, entry)
+        extra["switches"] = _fixing_switches(f, rule, entry)
     return _replace(f, extra) if extra else f
 
 

@@ -128,3 +128,7 @@ class Rule:
     id: str
     title: str  # what it looks for, for `perfaudit diagnose --rules` and the docs
     check: Check  # entry -> findings (possibly none) or NotChecked
+    # True when a finding's location is its cause (the frames that held the loop, the site
+    # that allocated): on a reference target the switch changing that code is named. False
+    # for rules whose location is only a hint (counters: the endpoint, a caller of redis).
+    place_decides: bool = False

@@ -90,4 +90,5 @@ RULE = Rule(
     id=ID,
     title="sync file/socket/sqlite/sleep/subprocess calls on an async service's event loop",
     check=check,
+    place_decides=True,
 )

@@ -112,9 +112,23 @@ CONNECT_FUNCTIONS = ("open_connection", "create_connection", "sock_connect", "co
                      "from_url", "AsyncClient.__init__", "Client.__init__", "ClientSession.__init__")  # fmt: skip
 
 
+REDIS_FILES = ("/redis/",)
+HTTP_FILES = ("/httpx/", "/httpcore/", "/anyio/", "/aiohttp/", "/h11/", "/ssl.py")
+
+
 def _connects(leaf: Mapping[str, Any]) -> bool:
     function = str(leaf.get("function", ""))
     return any(function == f or function.endswith("." + f) for f in CONNECT_FUNCTIONS)
+
+
+def _opens_redis(leaf: Mapping[str, Any]) -> bool:
+    """Samples in redis-py: building a client per request is what opens its connections."""
+    return any(m in str(leaf.get("file", "")) for m in REDIS_FILES)
+
+
+def _opens_http(leaf: Mapping[str, Any]) -> bool:
+    """Samples in an HTTP client or TLS set-up, or in a connect of any kind."""
+    return _connects(leaf) or any(m in str(leaf.get("file", "")) for m in HTTP_FILES)
 
 
 def _finding(
@@ -123,7 +137,8 @@ def _finding(
 ) -> Finding:  # fmt: skip
     per = new / n
     endpoint = c.endpoint_location(entry, process or "service")
-    where = _stacks.callers(entry, _connects) or (
+    opens = _opens_redis if fix == FIX_REDIS else _opens_http
+    where = _stacks.callers(entry, opens) or (
         Location(endpoint.function, endpoint.file, None, process),
     )
     return Finding.make(
@@ -142,4 +157,5 @@ RULE = Rule(
     id=ID,
     title="connection churn: new Redis, upstream and outbound TCP connections per request",
     check=check,
+    place_decides=True,
 )

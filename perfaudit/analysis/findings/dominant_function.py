@@ -198,4 +198,5 @@ RULE = Rule(
     id=ID,
     title="one own-code function dominating a process's CPU (library calls counted to it)",
     check=check,
+    place_decides=True,
 )

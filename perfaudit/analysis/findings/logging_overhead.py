@@ -121,4 +121,5 @@ RULE = Rule(
     title="logging overhead: share of CPU spent formatting and writing log records, "
     "or whole payloads serialised into log lines",
     check=check,
+    place_decides=True,
 )

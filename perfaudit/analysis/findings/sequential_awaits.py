@@ -185,4 +185,5 @@ RULE = Rule(
     id=ID,
     title="sequential awaits of independent calls that asyncio.gather could overlap",
     check=check,
+    place_decides=True,
 )
