@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sysdeps run serve test lint bench audit audit-quick clean
+.PHONY: setup sysdeps run serve test lint bench audit audit-quick diagnose-reference clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ audit: setup
 ## audit-quick: the CI form of the audit (under 8 minutes), into reports/
 audit-quick: setup
 	$(BIN)/perfaudit audit --quick
+
+## diagnose-reference: phase3 and optimized with the --diagnose profilers; which switch each
+## phase3 finding names, and every finding on optimized (~18 minutes)
+diagnose-reference: setup
+	$(BIN)/python benchmarks/bench_diagnosis_reference.py
 
 bench: setup
 	$(BIN)/python benchmarks/bench_webhook_flow.py
