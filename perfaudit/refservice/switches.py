@@ -55,7 +55,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/app.py:create_app.lifespan",
             "perfaudit/refservice/worker.py:startup",
         ),
-        rules=("connection-churn",),
+        rules=("connection-churn:redis",),
     ),
     Switch(
         "atomic-getdel",
@@ -74,7 +74,7 @@ CATALOG: tuple[Switch, ...] = (
             "perfaudit/refservice/store.py:PendingStore.claim",
             "perfaudit/refservice/store.py:PendingStore.release",
         ),
-        rules=("redis-round-trips",),
+        rules=("redis-round-trips:get-del",),
     ),
     Switch(
         "http-keepalive",
@@ -95,7 +95,7 @@ CATALOG: tuple[Switch, ...] = (
         code=("perfaudit/refservice/clients/http.py:HttpClients.session",),
         # Its per-call client builds an SSL context each time: that is what holds the
         # loop, takes the CPU and, with clients left open, the worker's memory in phase3.
-        rules=("connection-churn", "loop-blocked", "dominant-function", "memory-growth"),
+        rules=("connection-churn:http", "loop-blocked", "dominant-function", "memory-growth"),
     ),
     Switch(
         "callback-background",

@@ -74,7 +74,7 @@ def _fixing_switches(f: Finding, rule: Rule, entry: Mapping[str, Any]) -> tuple[
     from perfaudit.refservice import switches as sw
 
     off = [s for s in sw.CATALOG if s.name not in switches_on]
-    linked = [s for s in off if f.rule in s.rules]
+    linked = _linked(off, f)
     if rule.place_decides:
         # The first place that is any switch's code decides (places come most important first).
         primary = next((w for w in f.where if any(_score_one(s.code, w) for s in off)), None)
@@ -91,6 +91,13 @@ def _fixing_switches(f: Finding, rule: Rule, entry: Mapping[str, Any]) -> tuple[
 
 
 _SAME_FILE, _SAME_CLASS, _SAME_FUNCTION = 1, 2, 3
+
+
+def _linked(switches: list[Any], f: Finding) -> list[Any]:
+    """The switches the catalog links to ``f``: those linked to its rule and topic
+    (``rule:topic``) when there are any, else those linked to the rule as a whole."""
+    specific = [s for s in switches if f.topic and f"{f.rule}:{f.topic}" in s.rules]
+    return specific or [s for s in switches if f.rule in s.rules]
 
 
 def _qualname(function: str) -> tuple[str, str]:

@@ -77,6 +77,9 @@ class Finding:
     scenario: str = ""
     # Reference targets: the optimization switches that fix it and are off in this target.
     switches: tuple[str, ...] = ()
+    # Which kind of the rule's pattern (connection-churn: "redis" or "http"; a Redis pair
+    # "get-del"): a switch linked to "rule:topic" fixes that kind only.
+    topic: str = ""
     severity: Severity = field(default="low")
 
     @classmethod
@@ -104,6 +107,7 @@ class Finding:
             confirm=str(d.get("confirm", "")),
             scenario=str(d.get("scenario", "")),
             switches=tuple(d.get("switches") or ()),
+            topic=str(d.get("topic") or ""),
             severity=d.get("severity", "low"),
         )
 

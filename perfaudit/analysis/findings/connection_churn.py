@@ -150,6 +150,7 @@ def _finding(
         where=where,
         fix=fix,
         confirm=c.confirm(entry, f"new connections per request to {what}"),
+        topic="redis" if fix == FIX_REDIS else "http",
     )  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def check(entry: Mapping[str, Any]) -> Outcome:
             {**base_evidence, "command": name, "per_request": round(per, 3)},
             f"batch them: {BATCH_FIX[name]}",
             f"{name.upper()} per request (derived.redis.by_command) and round trips per request",
+            "repeated",
         ))  # fmt: skip
 
     if (
@@ -105,6 +106,7 @@ def check(entry: Mapping[str, Any]) -> Outcome:
             "(redis.asyncio: async with r.pipeline(transaction=False) as p), or MULTI/EXEC "
             "where they must apply together",
             "data round trips per request (server.redis.round_trips minus the queue's)",
+            "sequential",
         ))  # fmt: skip
 
     # A pair is reported when nothing shows it was sent together: the round trips say most
@@ -127,17 +129,18 @@ def check(entry: Mapping[str, Any]) -> Outcome:
                 {**base_evidence, "pair": [a, b], "pairs_per_request": round(k, 3)},
                 f"use {fix}",
                 f"{a.upper()} and {b.upper()} per request (derived.redis.by_command)",
+                f"{a}-{b}",
             ))  # fmt: skip
     return found
 
 
 def _finding(
     entry: Mapping[str, Any], where: tuple[Location, ...], impact: float, title: str,
-    evidence: dict[str, Any], fix: str, metric: str,
+    evidence: dict[str, Any], fix: str, metric: str, topic: str,
 ) -> Finding:  # fmt: skip
     return Finding.make(
         rule=ID, title=title, impact=Impact(round(max(impact, 0.0), 3), "round trips/request"),
-        evidence=evidence, where=where, fix=fix, confirm=c.confirm(entry, metric),
+        evidence=evidence, where=where, fix=fix, confirm=c.confirm(entry, metric), topic=topic,
     )  # fmt: skip
 
 
