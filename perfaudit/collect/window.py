@@ -12,7 +12,6 @@ from perfaudit.collect.base import Collector, Result
 from perfaudit.collect.canary import CanaryCollector
 from perfaudit.collect.connections import ConnectionCounter
 from perfaudit.collect.loop_lag import LoopLagCollector
-from perfaudit.collect.memory_probe import MemoryProbeDelta
 from perfaudit.collect.process import ProcessSampler
 from perfaudit.collect.redis_info import RedisInfoDelta
 from perfaudit.collect.standins import StandinDelta
@@ -81,10 +80,6 @@ def collectors_for(
     ``connect_log``: the connect() shim's log of a target started with it.
     """
     out: dict[str, Collector] = {}
-    if service_url and instrumented:
-        # First in, last out: its full collection (~20 ms on the loop) happens before the
-        # loop-lag window opens and after it closes, so it never shows up as loop lag.
-        out["memory"] = MemoryProbeDelta(service_url)
     if pids:
         out["process"] = ProcessSampler(pids, interval=interval)
     if redis_url:

@@ -308,6 +308,9 @@ def run_one(
     window = MetricsWindow(collectors)
     state: dict[str, Any] = {"started": False, "result": None}
     lock = threading.Lock()
+    # The service's live objects: its full collection (~20-100 ms on the service's loop) is
+    # taken inside the warm-up, so it neither delays the window's counters nor shows as lag.
+    memory = _MemoryEdges(session.base_url) if session.instrumented else None
 
     def start_window() -> None:
         with lock:
@@ -327,10 +330,14 @@ def run_one(
                 state["result"] = window.stop()
                 for hook in hooks:
                     hook.stop()
+                if memory is not None:
+                    state["result"]["memory"] = memory.stop()
 
     # Server metrics cover the steady window: they start when the warm-up ends. A profiler
     # that is slow to attach (lead_s) is started that much earlier, inside the warm-up.
     timers = [threading.Timer(scenario.warmup_s, start_window)]
+    if memory is not None:
+        timers.append(threading.Timer(max(0.0, scenario.warmup_s - MEMORY_LEAD_S), memory.start))
     timers += [
         threading.Timer(max(0.0, scenario.warmup_s - hook.lead_s), hook.start)
         for hook in hooks
@@ -351,6 +358,41 @@ def run_one(
     if "drained" in state:
         extras["drain"] = state["drained"]
     return build_entry(scenario, session, load, extras, state["result"] or {}, started_at)
+
+
+MEMORY_LEAD_S = 0.5
+
+
+class _MemoryEdges:
+    """The memory probe read before the window (in the warm-up) and after it; a failure is
+    reported in its place, as a collector's is."""
+
+    def __init__(self, service_url: str) -> None:
+        from perfaudit.collect.memory_probe import MemoryProbeDelta
+
+        self.probe = MemoryProbeDelta(service_url)
+        self.error: str | None = None
+        self.called = False
+        self.started = threading.Event()
+
+    def start(self) -> None:
+        self.called = True
+        try:
+            self.probe.start()
+        except Exception as exc:  # noqa: BLE001 - reported in the result instead
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.started.set()
+
+    def stop(self) -> dict[str, Any]:
+        if not self.called or not self.started.wait(10.0):
+            return {"error": "the memory probe was not read before the window"}
+        if self.error:
+            return {"error": self.error}
+        try:
+            return self.probe.stop()
+        except Exception as exc:  # noqa: BLE001
+            return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _drain(session: TargetSession, timeout_s: float) -> dict[str, Any]:
