@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from perfaudit.analysis.findings._gather import RunDiagnosis
 from perfaudit.report.findings_view import FindingView, first_where, fix_text, impact_text, view
-from perfaudit.report.markdown import esc
+from perfaudit.report.markdown_text import esc
 
 ICON = {"high": "🔴", "medium": "🟠", "low": "⚪"}
 TOP = 5  # findings the CI summary lists; the rest are one `perfaudit diagnose` away

@@ -5,14 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from perfaudit.report.findings_markdown import scenario_lines
+from perfaudit.report.markdown_text import esc
 from perfaudit.report.view import ReportView
-
-_MD_SPECIAL = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "&": "&amp;", "`": "'"})
-
-
-def esc(text: object) -> str:
-    """Text for a Markdown table cell or line: no HTML, no broken tables."""
-    return str(text).translate(_MD_SPECIAL).replace("\n", " ")
 
 
 def slug(text: str) -> str:
@@ -21,7 +16,6 @@ def slug(text: str) -> str:
 
 def render_markdown(view: ReportView, out_dir: Path) -> str:
     """The Markdown text; chart files are written under ``out_dir/charts``."""
-    from perfaudit.report.findings_markdown import scenario_lines  # it imports esc from here
 
     charts_dir = out_dir / "charts"
     charts_dir.mkdir(parents=True, exist_ok=True)
